@@ -1,0 +1,59 @@
+"""CSIM: identity similarity from dlib's 128-d face descriptor (Zakharov et al. 2019, Table 1).
+
+The paper measures identity preservation with the cosine similarity of embeddings from a face
+recognition network *other* than the one in its content loss. Our content loss uses a
+VGGFace2 FaceNet (``talking_heads.perceptual``), so CSIM here uses dlib's ResNet descriptor
+(``dlib_face_recognition_resnet_model_v1.dat``, trained on a different face corpus), fed a
+chip aligned with dlib's own 68-point shape predictor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from talking_heads.images import to_rgb_uint8
+from talking_heads.landmarks.detector import DetectorUnavailable, face_recognition_models_dir
+
+Box = tuple[float, float, float, float]
+
+
+class FaceIdentity:
+    """dlib face descriptor of the face inside a given box (x0, y0, x1, y1) of an image."""
+
+    def __init__(self) -> None:
+        import dlib
+
+        models = face_recognition_models_dir()
+        predictor = models / "shape_predictor_68_face_landmarks.dat"
+        recogniser = models / "dlib_face_recognition_resnet_model_v1.dat"
+        for path in (predictor, recogniser):
+            if not path.is_file():
+                raise DetectorUnavailable(f"dlib model file not found: {path}")
+        self._dlib = dlib
+        self._face_detector = dlib.get_frontal_face_detector()
+        self._predictor = dlib.shape_predictor(str(predictor))
+        self._recogniser = dlib.face_recognition_model_v1(str(recogniser))
+
+    def find_box(self, image_rgb: np.ndarray) -> Box | None:
+        """Largest face box found by dlib's HOG detector (upsampling once), or None."""
+        rects = self._face_detector(to_rgb_uint8(image_rgb), 1)
+        if len(rects) == 0:
+            return None
+        rect = max(rects, key=lambda r: r.width() * r.height())
+        return (rect.left(), rect.top(), rect.right(), rect.bottom())
+
+    def descriptor(self, image_rgb: np.ndarray, box: Box | None = None) -> np.ndarray | None:
+        """128-d float64 descriptor of the face in ``box`` (found with HOG when None).
+
+        Passing the ground-truth frame's box for a generated frame keeps CSIM defined even when
+        no detector finds a face there: a broken face then scores a low CSIM instead of being
+        left out (which would flatter the method). Returns None only if no box is available.
+        """
+        image = np.ascontiguousarray(to_rgb_uint8(image_rgb))
+        if box is None:
+            box = self.find_box(image)
+            if box is None:
+                return None
+        rect = self._dlib.rectangle(*(int(round(v)) for v in box))
+        shape = self._predictor(image, rect)
+        return np.asarray(self._recogniser.compute_face_descriptor(image, shape), dtype=np.float64)
