@@ -1,0 +1,196 @@
+"""68-point facial landmark detection behind one small interface.
+
+The paper (Sec. 4) obtains the landmark images y_i(t) from 68 iBUG points found by Bulat and
+Tzimiropoulos' face-alignment network. Two backends implement the same ``LandmarkDetector``
+protocol:
+
+- ``"dlib"`` (default): dlib's HOG face detector + its 68-point shape predictor, whose model
+  file ships in the ``face_recognition_models`` package. The detector runs on a downscaled copy
+  of large frames; the shape predictor runs at full resolution.
+- ``"face_alignment"`` (optional): the FAN network of the ``face-alignment`` package. Its
+  weights are read from ``$TORCH_HOME/hub/checkpoints`` or downloaded there on first use; when
+  neither works, ``get_detector`` raises ``DetectorUnavailable``. Face boxes come from the same
+  dlib HOG detector (fed through face-alignment's ``detected_faces`` argument), so both backends
+  agree on which face is "the largest" and on how many faces were found.
+
+Train and drive with the same backend: the two place points slightly differently.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from talking_heads.images import to_rgb_uint8
+
+NUM_POINTS = 68
+FAN_WEIGHTS_URL = "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar"
+
+
+class DetectorUnavailable(RuntimeError):
+    """A landmark backend cannot run here (missing package or weights)."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """Result of one detection: the largest face's 68 points, or an explicit "no face".
+
+    ``points``: float32 (68, 2) image pixel (x, y), or None. ``box``: (x0, y0, x1, y1) of the
+    chosen face in image pixels, or None. ``num_faces``: how many faces the detector saw.
+    """
+
+    points: np.ndarray | None
+    box: tuple[float, float, float, float] | None
+    num_faces: int
+
+    @property
+    def found(self) -> bool:
+        return self.points is not None
+
+    @classmethod
+    def no_face(cls) -> "Detection":
+        return cls(points=None, box=None, num_faces=0)
+
+
+class LandmarkDetector(Protocol):
+    name: str
+
+    def detect(self, image_rgb: np.ndarray) -> Detection:
+        """uint8 (H, W, 3) RGB -> ``Detection`` of the largest face."""
+        ...
+
+
+def face_recognition_models_dir() -> Path:
+    """Folder holding dlib's model files, found without importing the package.
+
+    ``face_recognition_models/__init__.py`` imports ``pkg_resources``, which recent setuptools
+    no longer ships; the import spec tells us where the package lives without running it.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None:
+        raise DetectorUnavailable("package face_recognition_models is not installed")
+    if spec.submodule_search_locations:
+        root = Path(next(iter(spec.submodule_search_locations)))
+    else:
+        root = Path(spec.origin).parent
+    return root / "models"
+
+
+def _largest(boxes: list[tuple[float, float, float, float]]) -> int:
+    areas = [(x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes]
+    return int(np.argmax(areas))
+
+
+class DlibDetector:
+    """dlib HOG face detector + 68-point shape predictor (iBUG 300-W convention)."""
+
+    name = "dlib"
+
+    def __init__(self, detect_max_side: int = 640, small_side: int = 400):
+        """``detect_max_side``: frames are downscaled to this longer side for the HOG detector.
+        ``small_side``: below this size a second pass upsamples 2x (HOG finds faces >= 80 px)."""
+        import dlib
+
+        model = face_recognition_models_dir() / "shape_predictor_68_face_landmarks.dat"
+        if not model.is_file():
+            raise DetectorUnavailable(f"dlib shape predictor not found at {model}")
+        self._dlib = dlib
+        self._face_detector = dlib.get_frontal_face_detector()
+        self._predictor = dlib.shape_predictor(str(model))
+        self.detect_max_side = detect_max_side
+        self.small_side = small_side
+
+    def detect_boxes(self, image_rgb: np.ndarray) -> list[tuple[float, float, float, float]]:
+        """All face boxes (x0, y0, x1, y1) in image pixels, found on a downscaled gray copy."""
+        image = to_rgb_uint8(image_rgb)
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        scale = min(1.0, self.detect_max_side / max(gray.shape))
+        if scale < 1.0:
+            gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        rects, _, _ = self._face_detector.run(gray, 0, 0.0)
+        if len(rects) == 0 and max(gray.shape) < self.small_side:
+            rects, _, _ = self._face_detector.run(gray, 1, 0.0)
+        return [(r.left() / scale, r.top() / scale, r.right() / scale, r.bottom() / scale)
+                for r in rects]
+
+    def points_in_box(self, image_rgb: np.ndarray, box: tuple[float, ...]) -> np.ndarray:
+        """Shape predictor at full resolution inside ``box`` -> float32 (68, 2)."""
+        rect = self._dlib.rectangle(*(int(round(v)) for v in box))
+        shape = self._predictor(np.ascontiguousarray(image_rgb), rect)
+        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+
+    def detect(self, image_rgb: np.ndarray) -> Detection:
+        image = to_rgb_uint8(image_rgb)
+        boxes = self.detect_boxes(image)
+        if not boxes:
+            return Detection.no_face()
+        box = boxes[_largest(boxes)]
+        return Detection(points=self.points_in_box(image, box), box=box, num_faces=len(boxes))
+
+
+def fan_weights_path() -> Path:
+    """Where face-alignment looks for the 2D-FAN weights: ``$TORCH_HOME/hub/checkpoints``."""
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(FAN_WEIGHTS_URL)
+
+
+def _ensure_fan_weights(download: bool) -> Path:
+    path = fan_weights_path()
+    if path.is_file():
+        return path
+    if download:
+        from face_alignment.utils import load_file_from_url
+
+        try:
+            return Path(load_file_from_url(FAN_WEIGHTS_URL))
+        except OSError as error:  # URLError is an OSError
+            raise DetectorUnavailable(
+                f"face-alignment weights are not at {path} and could not be downloaded "
+                f"({error}); use the 'dlib' backend or place the file there") from error
+    raise DetectorUnavailable(f"face-alignment weights are not at {path} (download disabled)")
+
+
+class FaceAlignmentDetector:
+    """face-alignment's 2D-FAN landmarks inside dlib HOG face boxes."""
+
+    name = "face_alignment"
+
+    def __init__(self, device: str = "cpu", download: bool = True, flip_input: bool = False):
+        try:
+            import face_alignment
+        except ImportError as error:
+            raise DetectorUnavailable("package face-alignment is not installed") from error
+        _ensure_fan_weights(download)
+        self._boxes = DlibDetector()
+        # The "folder" detector loads nothing; boxes are always passed in as detected_faces.
+        self._fan = face_alignment.FaceAlignment(
+            face_alignment.LandmarksType.TWO_D, device=device, flip_input=flip_input,
+            face_detector="folder", compile=False)
+
+    def detect(self, image_rgb: np.ndarray) -> Detection:
+        image = to_rgb_uint8(image_rgb)
+        boxes = self._boxes.detect_boxes(image)
+        if not boxes:
+            return Detection.no_face()
+        box = boxes[_largest(boxes)]
+        result = self._fan.get_landmarks_from_image(image, detected_faces=[np.array(box)])
+        if not result:
+            return Detection(points=None, box=None, num_faces=len(boxes))
+        points = np.asarray(result[0], dtype=np.float32)[:, :2]  # (68, 2)
+        return Detection(points=points, box=box, num_faces=len(boxes))
+
+
+def get_detector(name: str = "dlib", **kwargs) -> LandmarkDetector:
+    """``"dlib"`` (default) or ``"face_alignment"``; raises ``DetectorUnavailable`` if it
+    cannot run here (e.g. FAN weights absent and not downloadable)."""
+    backends = {"dlib": DlibDetector, "face_alignment": FaceAlignmentDetector}
+    if name not in backends:
+        raise ValueError(f"unknown landmark detector {name!r}; choose from {sorted(backends)}")
+    return backends[name](**kwargs)

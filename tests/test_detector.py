@@ -1,0 +1,141 @@
+"""Landmark detection on real photos: dlib backend, face-alignment backend offline, no face."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from talking_heads.images import bgr_to_rgb
+from talking_heads.landmarks import detector as detector_module
+from talking_heads.landmarks.detector import DetectorUnavailable, get_detector
+
+
+def _read(path: Path) -> np.ndarray:
+    return bgr_to_rgb(cv2.imread(str(path)))
+
+
+@pytest.fixture(scope="module")
+def dlib_detector():
+    return get_detector("dlib")
+
+
+@pytest.fixture(scope="module")
+def photos(photos_dir: Path) -> list[Path]:
+    return sorted(photos_dir.glob("*/*.jpg"))
+
+
+def _part_center(points: np.ndarray, start: int, stop: int) -> np.ndarray:
+    return points[start:stop].mean(axis=0)
+
+
+def test_dlib_finds_the_face_in_every_real_photo(dlib_detector, photos):
+    assert len(photos) >= 50
+    for path in photos:
+        image = _read(path)
+        result = dlib_detector.detect(image)
+        assert result.found and result.num_faces >= 1, path.name
+        points = result.points
+        assert points.shape == (68, 2) and points.dtype == np.float32
+        height, width = image.shape[:2]
+        assert (points[:, 0] > -5).all() and (points[:, 0] < width + 5).all()
+        # Anatomy in image coordinates: subject's right eye (36-41) is on the image's left,
+        # eyes above the nose tip (30), nose tip above the mouth (48-59), mouth above the chin.
+        right_eye, left_eye = _part_center(points, 36, 42), _part_center(points, 42, 48)
+        mouth = _part_center(points, 48, 60)
+        assert right_eye[0] < left_eye[0]
+        assert max(right_eye[1], left_eye[1]) < points[30, 1] < mouth[1] < points[8, 1]
+        # Points sit inside (a slightly enlarged) detector box.
+        x0, y0, x1, y1 = result.box
+        margin = 0.3 * (x1 - x0)
+        assert (points[:, 0] > x0 - margin).all() and (points[:, 0] < x1 + margin).all()
+
+
+def test_large_frame_points_match_the_small_photo(dlib_detector, photos):
+    """A 720p frame is detected on a downscaled copy, points at full resolution."""
+    image = _read(photos[0])
+    small = dlib_detector.detect(image)
+    frame = np.full((720, 1280, 3), 90, np.uint8)
+    big = cv2.resize(image, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)  # 600 x 600
+    frame[60:660, 500:1100] = big
+    large = dlib_detector.detect(frame)
+    assert large.found and large.num_faces == 1
+    expected = small.points * 4 + 1.5 + np.array([500, 60])  # pixel centres under 4x resize
+    error = np.linalg.norm(large.points - expected, axis=1)
+    inter_ocular = np.linalg.norm(expected[36] - expected[45])
+    assert np.median(error) < 0.06 * inter_ocular
+
+
+def test_several_faces_largest_wins_and_count_is_reported(dlib_detector, photos):
+    a, b = _read(photos[0]), _read(photos[20])
+    b_big = cv2.resize(b, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)  # 300 x 300
+    canvas = np.full((300, 460, 3), 128, np.uint8)
+    canvas[75:225, 0:150] = a
+    canvas[:, 160:460] = b_big
+    result = dlib_detector.detect(canvas)
+    assert result.num_faces == 2
+    assert result.points[:, 0].min() > 150  # the points belong to the larger, right-hand face
+
+
+@pytest.mark.parametrize("name", ["coffee", "chelsea"])
+def test_photo_without_a_face_gives_no_face(dlib_detector, name):
+    image = getattr(skimage.data, name)()  # real photos: a coffee cup, a cat
+    result = dlib_detector.detect(image)
+    assert not result.found
+    assert result.points is None and result.box is None and result.num_faces == 0
+
+
+def test_unknown_backend_is_rejected():
+    with pytest.raises(ValueError, match="unknown landmark detector"):
+        get_detector("nope")
+
+
+def test_face_alignment_without_weights_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(DetectorUnavailable, match="weights"):
+        get_detector("face_alignment", download=False)
+
+    def offline(*args, **kwargs):
+        raise OSError("Name or service not known")
+
+    import face_alignment.utils
+
+    monkeypatch.setattr(face_alignment.utils, "load_file_from_url", offline)
+    with pytest.raises(DetectorUnavailable, match="could not be downloaded"):
+        get_detector("face_alignment")
+
+
+@pytest.fixture(scope="module")
+def fan_torch_home(tmp_path_factory):
+    """A TORCH_HOME holding a stand-in 2D-FAN checkpoint (the real architecture, seeded random
+    weights) under the file name face-alignment looks for."""
+    import torch
+    from face_alignment.models import FAN
+
+    home = tmp_path_factory.mktemp("torch_home")
+    torch.manual_seed(0)
+    target = home / "hub" / "checkpoints" / Path(detector_module.FAN_WEIGHTS_URL).name
+    target.parent.mkdir(parents=True)
+    torch.save(FAN(4).state_dict(), target)
+    return home
+
+
+def test_face_alignment_backend_runs_its_real_code_path(fan_torch_home, photos, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(fan_torch_home))
+    assert detector_module.fan_weights_path().is_file()
+    fan = get_detector("face_alignment", download=False)
+    assert fan.name == "face_alignment"
+    image = _read(photos[0])
+    result = fan.detect(image)
+    assert result.found and result.num_faces == 1
+    assert result.points.shape == (68, 2) and result.points.dtype == np.float32
+    # Random weights give random heat-map peaks, but FAN maps them back into its crop around
+    # the face box (side ~2x the box), so they land near the face.
+    x0, y0, x1, y1 = result.box
+    side = x1 - x0
+    assert (result.points[:, 0] > x0 - side).all() and (result.points[:, 0] < x1 + side).all()
+    assert (result.points[:, 1] > y0 - side).all() and (result.points[:, 1] < y1 + side).all()
+    assert not fan.detect(skimage.data.coffee()).found
