@@ -1,0 +1,173 @@
+"""Few-shot fine-tuning (FT) of a meta-learned model on T frames of a new person (section 3.3).
+
+e_new = mean_t E(x(t), y(t)); G' = G with psi' initialised to P e_new and trained together with
+G's person-generic weights; D' = V with w' initialised to w0 + e_new. The objective is L_CNT +
+L_ADV (incl. feature matching) for G', the hinge loss for D', no L_MCH; the update itself is
+the same ``steps.adversarial_step`` as in meta-learning. The model passed in is never modified:
+G and D are copied first, so one loaded model can serve many people.
+
+When the model ships without a discriminator (inference weights only), FT falls back to the
+content loss alone and says so through ``progress``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from talking_heads.losses import LossWeights
+from talking_heads.models import (AdaptedGenerator, FinetuneDiscriminator,
+                                  ProjectionDiscriminator, TalkingHeadModel)
+from talking_heads.training.config import FinetuneConfig
+from talking_heads.training.steps import (Generated, StepLosses, StepParts, adversarial_step,
+                                          build_content_loss)
+
+Progress = Callable[[float, str], None]
+EarlyStop = Callable[[int, StepLosses], bool]
+CONTENT_ONLY_NOTE = "no discriminator with this model: fine-tuning on the content loss only"
+
+
+@dataclass
+class PlateauStop:
+    """Stop when the generator loss's moving average has not improved by ``min_delta``
+    (relative) for ``patience`` steps. Call as ``early_stop(step, losses)``."""
+
+    patience: int = 25
+    min_delta: float = 0.01
+    smoothing: float = 0.9
+    _average: float | None = field(default=None, init=False)
+    _best: float = field(default=float("inf"), init=False)
+    _since_best: int = field(default=0, init=False)
+
+    def __call__(self, step: int, losses: StepLosses) -> bool:
+        value = losses.content  # the adversarial terms oscillate by design; L_CNT settles
+        self._average = value if self._average is None else (
+            self.smoothing * self._average + (1 - self.smoothing) * value)
+        if self._average < self._best * (1 - self.min_delta):
+            self._best, self._since_best = self._average, 0
+        else:
+            self._since_best += 1
+        return self._since_best >= self.patience
+
+
+@dataclass
+class FinetuneResult:
+    generator: AdaptedGenerator     # G' (psi' and the fine-tuned G weights), eval mode
+    steps: int                      # updates done
+    stopped_early: bool
+    content_only: bool              # True when no discriminator was available
+    losses: list[StepLosses]        # one per step
+
+
+@functools.lru_cache(maxsize=2)
+def cached_content_loss(use_face: bool) -> torch.nn.Module:
+    """L_CNT networks are loaded once per process (they are frozen and stateless)."""
+    return build_content_loss(use_face, LossWeights())
+
+
+def run_finetune(model: TalkingHeadModel, frames: torch.Tensor, landmarks: torch.Tensor,
+                 steps: int, discriminator: ProjectionDiscriminator | None = None,
+                 config: FinetuneConfig = FinetuneConfig(), progress: Progress | None = None,
+                 early_stop: EarlyStop | None = None,
+                 content: torch.nn.Module | None = None) -> FinetuneResult:
+    """Fine-tune on frames x (T, 3, H, W) and landmark images y (T, 3, H, W) in [-1, 1]."""
+    if frames.dim() != 4 or frames.shape != landmarks.shape or frames.shape[1] != 3:
+        raise ValueError(f"expected (T, 3, H, W) frames and landmarks, got "
+                         f"{tuple(frames.shape)}, {tuple(landmarks.shape)}")
+    report = progress or (lambda fraction, message: None)
+    device = next(model.parameters()).device
+    frames, landmarks = frames.to(device), landmarks.to(device)
+    with torch.no_grad():
+        was_training = model.training
+        e_new = model.eval().embed(frames[None], landmarks[None])  # (1, N)
+        model.train(was_training)
+    adapted = AdaptedGenerator(copy.deepcopy(model.generator), e_new).train()
+    content_only = discriminator is None or not config.adversarial
+    judge = None
+    if not content_only:
+        judge = FinetuneDiscriminator(copy.deepcopy(discriminator), e_new).to(device).train()
+    content = content if content is not None else cached_content_loss(config.content_face)
+    content = content.to(device)
+    weights = LossWeights()
+    y_batch = [None]  # the step's landmark batch, read by ``generate``
+    parts = StepParts(
+        generate=lambda: Generated(adapted(y_batch[0])),
+        judge=judge, discriminate=judge,
+        disc_params=[] if judge is None else list(judge.parameters()),
+        opt_g=torch.optim.Adam(adapted.parameters(), lr=config.lr_g, betas=config.betas),
+        opt_d=None if judge is None else torch.optim.Adam(judge.parameters(), lr=config.lr_d,
+                                                          betas=config.betas))
+    if content_only and discriminator is None:
+        report(0.0, CONTENT_ONLY_NOTE)
+    generator = torch.Generator().manual_seed(config.seed)
+    count, batch = frames.shape[0], min(config.batch_size, frames.shape[0])
+    history: list[StepLosses] = []
+    stopped = False
+    for step in range(steps):
+        # T <= batch: every frame once; otherwise a random subset (without replacement).
+        idx = torch.randperm(count, generator=generator)[:batch].to(device)
+        y_batch[0] = landmarks[idx]
+        losses = adversarial_step(parts, frames[idx], landmarks[idx], content, weights,
+                                  config.d_steps, config.content_size, config.amp)
+        history.append(losses)
+        report((step + 1) / steps, f"fine-tuning step {step + 1}/{steps}: "
+                                   f"content {losses.content:.3f}")
+        if early_stop is not None and early_stop(step + 1, losses):
+            stopped = True
+            report(1.0, f"stopped early after {step + 1} steps (loss plateau)")
+            break
+    return FinetuneResult(generator=adapted.eval(), steps=len(history), stopped_early=stopped,
+                          content_only=content_only, losses=history)
+
+
+def finetune(model: TalkingHeadModel, frames: torch.Tensor, landmarks: torch.Tensor,
+             steps: int, **kwargs) -> AdaptedGenerator:
+    """``run_finetune(...)`` returning only G' (the contract in docs/INTERFACES.md)."""
+    return run_finetune(model, frames, landmarks, steps, **kwargs).generator
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m talking_heads finetune",
+                                     description="Adapt a model to a person; save an Avatar.")
+    parser.add_argument("--model", required=True, help="model dir or Hub repo id")
+    parser.add_argument("--images", required=True, nargs="+", type=Path, help="photos")
+    parser.add_argument("--out", required=True, type=Path, help="Avatar dir to write")
+    parser.add_argument("--mode", choices=["ff", "ft"], default="ft")
+    parser.add_argument("--steps", type=int, default=100, help="FT steps")
+    parser.add_argument("--detector", default="dlib", help="landmark backend")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    import cv2
+
+    from talking_heads.avatar import Avatar
+    from talking_heads.images import bgr_to_rgb
+    from talking_heads.landmarks.detector import get_detector
+    from talking_heads.training.checkpoint import load_discriminator
+
+    args = _parse(argv)
+    model = TalkingHeadModel.from_pretrained(args.model)
+    images = []
+    for path in args.images:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise SystemExit(f"cannot read image {path}")
+        images.append(bgr_to_rgb(image))
+    discriminator = load_discriminator(args.model, model.config) if args.mode == "ft" else None
+
+    def show(fraction: float, message: str) -> None:
+        print(f"[{fraction:6.1%}] {message}", flush=True)
+
+    avatar = Avatar.from_images(images, model, mode=args.mode, steps=args.steps,
+                                detector=get_detector(args.detector), progress=show,
+                                discriminator=discriminator, early_stop=PlateauStop())
+    avatar.save(args.out)
+    print(f"saved avatar ({args.mode}, {len(images)} photos) to {args.out}")
+    return 0
