@@ -93,3 +93,30 @@ def test_frames_without_a_face_are_skipped_and_counted(tmp_path: Path, photos_di
     assert stats["total_frames"] == 16 and stats["skipped"] == 4
     assert stats["frame_indices"] == [0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15]
     assert crops.shape == (12, 128, 128, 3) and points.shape == (12, 68, 2)
+
+
+def test_shots_of_another_person_are_dropped(tmp_path: Path, photos_dir: Path):
+    """A cutaway to someone else (another real person's photo) is left out of the clip; the
+    main person, in a different photo after the cut, is kept."""
+    import cv2
+
+    from talking_heads.evaluation.identity import FaceIdentity
+    from talking_heads.video import write_mp4
+
+    people = sorted(p for p in photos_dir.iterdir() if p.is_dir())
+    main_photos = sorted(people[0].glob("*.jpg"))
+    other_photo = sorted(people[1].glob("*.jpg"))[0]
+
+    def frame(photo: Path, x: int) -> np.ndarray:
+        canvas = np.full((288, 480, 3), 30, np.uint8)
+        canvas[70:220, x:x + 150] = cv2.imread(str(photo))[:, :, ::-1]
+        return canvas
+
+    clip = [frame(main_photos[0], 40)] * 8 + [frame(other_photo, 290)] * 5 \
+        + [frame(main_photos[1], 60)] * 8
+    path = tmp_path / "cutaway.mp4"
+    write_mp4(path, clip, fps=25.0)
+    crops, _, stats = preprocess.crop_clip(path, get_detector("dlib"), 128, FaceIdentity())
+    assert stats["other_person_frames"] == 5 and stats["shots"] == 2
+    assert stats["frame_indices"] == list(range(8)) + list(range(13, 21))
+    assert stats["skipped"] == 5 and len(crops) == 16

@@ -1,8 +1,10 @@
 """``python -m talking_heads preprocess``: talking-face clips -> face crops + landmarks.
 
 For every clip in the manifest: detect 68 landmarks on every frame (frames without a face are
-skipped and counted, never filled in), derive the paper-style crop of each frame, smooth the
-crops over time, and store
+skipped and counted, never filled in), split the clip into shots, drop shots of anyone but the
+clip's main person (a cutaway to the audience must not mix two people into one video i),
+derive the paper-style crop of each frame, smooth the crops over time within each shot, and
+store
 
 - ``OUT/<clip_id>/frames.npy``: uint8 (N, S, S, 3) RGB crops, S = ``--size`` (256),
 - ``OUT/<clip_id>/landmarks.npy``: float32 (N, 68, 2) points in crop pixels,
@@ -77,39 +79,87 @@ def is_done(out: Path, clip_id: str) -> bool:
 
 
 MIN_FACE = 48  # pixels: faces whose landmarks span less would be upscaled > 3x into a crop
+MAX_GAP = 5    # frames: a longer run of skipped frames starts a new shot
+SAME_PERSON = 0.6  # dlib descriptor distance below which two faces are the same person
 
 
-def crop_clip(path: Path, detector, size: int,
-              min_face: float = MIN_FACE) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Detect, crop and smooth one clip -> (crops (N, S, S, 3), points (N, 68, 2), stats).
+def detect_clip(path: Path, detector, min_face: float = MIN_FACE):
+    """Every frame's largest face -> (frames, points, boxes, frame indices, counts). Frames
+    with no face, or only one smaller than ``min_face`` pixels, are skipped, never filled in."""
+    from talking_heads.video import iter_frames
 
-    Frames with no face, or only a face smaller than ``min_face`` pixels, are skipped."""
-    from talking_heads.landmarks.align import crop_transform, smooth_transforms
-    from talking_heads.video import iter_frames, video_fps
-
-    frames, points, indices = [], [], []
-    total = multi = small = 0
+    frames, points, boxes, indices = [], [], [], []
+    counts = {"total_frames": 0, "small_face_frames": 0, "multi_face_frames": 0}
     for index, frame in enumerate(iter_frames(path)):
-        total += 1
+        counts["total_frames"] += 1
         result = detector.detect(frame)
         if not result.found:
             continue
         if np.ptp(result.points, axis=0).max() < min_face:
-            small += 1
+            counts["small_face_frames"] += 1
             continue
-        multi += result.num_faces > 1
+        counts["multi_face_frames"] += int(result.num_faces > 1)
         frames.append(frame)
         points.append(result.points)
+        boxes.append(result.box)
         indices.append(index)
-    transforms = smooth_transforms([crop_transform(p, size) for p in points])
-    crops = np.zeros((len(frames), size, size, 3), np.uint8)
-    crop_points = np.zeros((len(frames), 68, 2), np.float32)
-    for i, (frame, p, transform) in enumerate(zip(frames, points, transforms)):
-        crops[i] = transform.warp_image(frame)
-        crop_points[i] = transform.points_to_crop(p)
-    stats = {"fps": video_fps(path), "frame_indices": indices, "total_frames": total,
-             "skipped": total - len(indices), "small_face_frames": small,
-             "multi_face_frames": int(multi)}
+    return frames, points, boxes, indices, counts
+
+
+def shots(transforms: list, indices: list[int]) -> list[slice]:
+    """Shots of a clip: split at crop jumps (cuts) and at gaps of more than MAX_GAP frames."""
+    from talking_heads.landmarks.align import shot_segments
+
+    bounds = {0, len(indices)}
+    for part in shot_segments(transforms):
+        bounds |= {part.start, part.stop}
+    bounds |= {i for i in range(1, len(indices)) if indices[i] - indices[i - 1] > MAX_GAP}
+    ordered = sorted(bounds)
+    return [slice(a, b) for a, b in zip(ordered[:-1], ordered[1:])]
+
+
+def main_person_shots(frames, boxes, parts: list[slice], identity) -> list[slice]:
+    """Shots showing the clip's main person (the one of the longest shot): a cutaway to an
+    interviewer or the audience would mix two people into one video's episodes. Each shot is
+    described by dlib's face descriptor averaged over up to 3 of its frames."""
+    if identity is None or len(parts) < 2:
+        return parts
+    descriptors = []
+    for part in parts:
+        picks = np.unique(np.linspace(part.start, part.stop - 1, 3).round().astype(int))
+        found = [identity.descriptor(frames[i], boxes[i]) for i in picks]
+        found = [d for d in found if d is not None]
+        descriptors.append(np.mean(found, axis=0) if found else None)
+    main = max(range(len(parts)), key=lambda i: parts[i].stop - parts[i].start)
+    reference = descriptors[main]
+    return [part for part, d in zip(parts, descriptors)
+            if d is not None and np.linalg.norm(d - reference) < SAME_PERSON]
+
+
+def crop_clip(path: Path, detector, size: int, identity=None,
+              min_face: float = MIN_FACE) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Detect, crop and smooth one clip -> (crops (N, S, S, 3), points (N, 68, 2), stats).
+
+    ``identity`` (a ``FaceIdentity``) drops shots of people other than the main one."""
+    from talking_heads.landmarks.align import crop_transform, smooth_transforms
+    from talking_heads.video import video_fps
+
+    frames, points, boxes, indices, counts = detect_clip(path, detector, min_face)
+    raw = [crop_transform(p, size) for p in points]
+    parts = shots(raw, indices)
+    kept_parts = main_person_shots(frames, boxes, parts, identity)
+    other = sum(p.stop - p.start for p in parts) - sum(p.stop - p.start for p in kept_parts)
+    keep = [i for part in kept_parts for i in range(part.start, part.stop)]
+    transforms = [t for part in kept_parts for t in smooth_transforms(raw[part])]
+    crops = np.zeros((len(keep), size, size, 3), np.uint8)
+    crop_points = np.zeros((len(keep), 68, 2), np.float32)
+    for row, (i, transform) in enumerate(zip(keep, transforms)):
+        crops[row] = transform.warp_image(frames[i])
+        crop_points[row] = transform.points_to_crop(points[i])
+    frame_indices = [indices[i] for i in keep]
+    stats = {"fps": video_fps(path), "frame_indices": frame_indices, **counts,
+             "other_person_frames": other, "shots": len(kept_parts),
+             "skipped": counts["total_frames"] - len(frame_indices)}
     return crops, crop_points, stats
 
 
@@ -131,23 +181,26 @@ def write_clip(out: Path, spec: ClipSpec, crops: np.ndarray, points: np.ndarray,
 
 
 _WORKER_DETECTOR = None
+_WORKER_IDENTITY = None
 
 
 def _init_worker(detector_name: str) -> None:
     import cv2
 
+    from talking_heads.evaluation.identity import FaceIdentity
     from talking_heads.landmarks.detector import get_detector
 
-    global _WORKER_DETECTOR
+    global _WORKER_DETECTOR, _WORKER_IDENTITY
     cv2.setNumThreads(1)  # one core per worker process
     _WORKER_DETECTOR = get_detector(detector_name)
+    _WORKER_IDENTITY = FaceIdentity()
 
 
 def process_clip(spec: ClipSpec, out: Path, size: int) -> ClipResult:
     """Worker entry: one clip end to end. Errors are reported, not raised."""
     start = time.perf_counter()
     try:
-        crops, points, stats = crop_clip(spec.path, _WORKER_DETECTOR, size)
+        crops, points, stats = crop_clip(spec.path, _WORKER_DETECTOR, size, _WORKER_IDENTITY)
         write_clip(out, spec, crops, points, stats, size, _WORKER_DETECTOR.name)
         return ClipResult(spec.clip_id, len(crops), stats["skipped"], time.perf_counter() - start)
     except Exception as error:  # noqa: BLE001 - one broken clip must not stop the others

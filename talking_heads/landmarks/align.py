@@ -113,14 +113,17 @@ def crop_transform(points: np.ndarray, size: int = 256,
     return CropTransform.from_center(center, max(side, 1.0), size)
 
 
-def _segments(centers: np.ndarray, log_sides: np.ndarray, max_jump: float) -> list[slice]:
-    """Split a track where the crop jumps (a cut, or a gap of skipped frames): more than
+def shot_segments(transforms: list[CropTransform], max_jump: float = 0.2) -> list[slice]:
+    """Split a crop track where it jumps (a cut, or a gap of skipped frames): more than
     ``max_jump`` of the side in position, or log(1 + max_jump) in scale, between neighbours."""
-    sides = np.exp(log_sides)
-    move = np.linalg.norm(np.diff(centers, axis=0), axis=1) / sides[1:]  # (T - 1,)
+    if not transforms:
+        return []
+    centers = np.stack([t.center for t in transforms]).astype(np.float64)  # (T, 2)
+    log_sides = np.log([t.side for t in transforms])  # (T,)
+    move = np.linalg.norm(np.diff(centers, axis=0), axis=1) / np.exp(log_sides[1:])  # (T - 1,)
     zoom = np.abs(np.diff(log_sides))
     cuts = np.nonzero((move > max_jump) | (zoom > np.log1p(max_jump)))[0] + 1
-    bounds = [0, *cuts.tolist(), len(centers)]
+    bounds = [0, *cuts.tolist(), len(transforms)]
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
@@ -128,14 +131,14 @@ def smooth_transforms(transforms: list[CropTransform], sigma: float = 3.0,
                       max_jump: float = 0.2) -> list[CropTransform]:
     """Temporally stable crops for a video: zero-phase Gaussian smoothing (``sigma`` in frames)
     of each crop's centre and log side, so there is no lag and a still head gets a still crop.
-    Shots are smoothed separately: a jump above ``max_jump`` (see ``_segments``) starts a new
-    one, so a cut never blends two crops."""
+    Shots are smoothed separately: a jump above ``max_jump`` (see ``shot_segments``) starts a
+    new one, so a cut never blends two crops."""
     if len(transforms) < 2 or sigma <= 0:
         return list(transforms)
     size = transforms[0].size
     centers = np.stack([t.center for t in transforms]).astype(np.float64)  # (T, 2)
     log_sides = np.log([t.side for t in transforms])  # (T,)
-    for part in _segments(centers, log_sides, max_jump):
+    for part in shot_segments(transforms, max_jump):
         centers[part] = gaussian_filter1d(centers[part], sigma, axis=0, mode="nearest")
         log_sides[part] = gaussian_filter1d(log_sides[part], sigma, mode="nearest")
     return [CropTransform.from_center(c, float(np.exp(s)), size)
