@@ -1,8 +1,9 @@
 """Model hyper-parameters as frozen dataclasses; defaults are the paper's values.
 
 ``ModelConfig.paper()`` is the 256 px model of Zakharov et al. 2019; ``ModelConfig.cpu()`` is
-the same architecture, narrowed so that it can be meta-trained and fine-tuned on a 2-core CPU.
-Training and fine-tuning configs live in ``talking_heads.training.config``.
+the same architecture (one code path), narrowed through these fields only, so that it can be
+meta-trained and fine-tuned on a 2-core CPU. Training and fine-tuning configs live in
+``talking_heads.training.config``.
 """
 
 from __future__ import annotations
@@ -13,12 +14,22 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "paper"          # preset name, recorded in config.json
-    image_size: int = 256        # side of the square face crop, pixels
-    base_channels: int = 64      # channels after the first down block
-    max_channels: int = 512      # channel cap for deeper blocks
-    embed_dim: int = 512         # N, size of the person embedding e
-    num_res_blocks: int = 5      # residual blocks in G's bottleneck (all AdaIN)
+    name: str = "paper"              # preset name, recorded in config.json
+    image_size: int = 256            # side of the square face crop, pixels
+    base_channels: int = 64          # channels after the first down block (doubling per block)
+    max_channels: int = 512          # channel cap for deeper blocks
+    embed_dim: int = 512             # N, size of the person embedding e
+    embedder_blocks: int = 6         # down blocks of E and V (256 -> 4 px)
+    encoder_blocks: int = 4          # down blocks of G's landmark encoder (256 -> 16 px)
+    num_res_blocks: int = 5          # AdaIN residual blocks in G's bottleneck
+    attention_size: int = 32         # feature-map side with self-attention in E, V, G encoder
+    decoder_attention_size: int = 64  # feature-map side with self-attention in G's decoder
+    disc_extra_blocks: int = 1       # V's extra residual blocks at the final (4 px) size
+
+    def __post_init__(self) -> None:
+        for blocks in (self.embedder_blocks, self.encoder_blocks):
+            if self.image_size % (2**blocks) != 0:
+                raise ValueError(f"image_size {self.image_size} not divisible by 2^{blocks}")
 
     @classmethod
     def paper(cls) -> "ModelConfig":
@@ -26,12 +37,21 @@ class ModelConfig:
 
     @classmethod
     def cpu(cls) -> "ModelConfig":
-        return cls(name="cpu", image_size=256, base_channels=16, max_channels=128, embed_dim=128,
-                   num_res_blocks=2)
+        """The CPU-trainable preset (see README of models for measured size and speed)."""
+        return cls(name="cpu", image_size=128, base_channels=32, max_channels=256, embed_dim=256,
+                   embedder_blocks=5, encoder_blocks=3, num_res_blocks=3, attention_size=16,
+                   decoder_attention_size=32)
+
+    @classmethod
+    def tiny(cls) -> "ModelConfig":
+        """A seconds-fast model for tests (64 px), same code path."""
+        return cls(name="tiny", image_size=64, base_channels=8, max_channels=32, embed_dim=32,
+                   embedder_blocks=4, encoder_blocks=3, num_res_blocks=1, attention_size=16,
+                   decoder_attention_size=16)
 
     @classmethod
     def preset(cls, name: str) -> "ModelConfig":
-        presets = {"paper": cls.paper, "cpu": cls.cpu}
+        presets = {"paper": cls.paper, "cpu": cls.cpu, "tiny": cls.tiny}
         if name not in presets:
             raise ValueError(f"unknown model config {name!r}; choose from {sorted(presets)}")
         return presets[name]()

@@ -1,0 +1,74 @@
+"""Projection discriminator D(x, y, i) (Zakharov et al. 2019, section 3.2; Miyato & Koyama 2018).
+
+V(x, y) -> v in R^N is shaped like the embedder plus ``cfg.disc_extra_blocks`` residual blocks
+at the final resolution, sum pooling and ReLU. The realism score is
+
+    r = v^T (W_i + w0) + b,
+
+with W (one row per training video) stored as ``nn.Embedding``; W belongs to training state and
+is never part of published inference weights. No sigmoid: the score feeds a hinge loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from talking_heads.config import ModelConfig
+from talking_heads.models.layers import ResBlockDown, down_stack, sn_linear
+
+
+@dataclass
+class DiscriminatorOutput:
+    """score: (B,) realism r; features: the residual-block activations of V (feature matching)."""
+
+    score: torch.Tensor
+    features: list[torch.Tensor]
+
+
+class DiscriminatorTrunk(nn.Module):
+    """V: (x, y) -> (v (B, N), per-block features)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.blocks, ch = down_stack(6, cfg.base_channels, cfg.max_channels, cfg.embedder_blocks,
+                                     cfg.image_size, cfg.attention_size, norm=False)
+        for _ in range(cfg.disc_extra_blocks):
+            self.blocks.append(ResBlockDown(ch, ch, downsample=False))
+        self.to_embedding = sn_linear(ch, cfg.embed_dim) if ch != cfg.embed_dim else None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if x.shape != y.shape or x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected x and y (B, 3, H, W), got {tuple(x.shape)}, {tuple(y.shape)}")
+        h = torch.cat([x, y], dim=1)  # (B, 6, H, W)
+        features = []
+        for block in self.blocks:
+            h = block(h)
+            if isinstance(block, ResBlockDown):
+                features.append(h)
+        v = h.sum(dim=(2, 3))  # (B, C)
+        if self.to_embedding is not None:
+            v = self.to_embedding(v)
+        return F.relu(v), features
+
+
+class ProjectionDiscriminator(nn.Module):
+    """D(x, y, i) -> DiscriminatorOutput(score (B,), features)."""
+
+    def __init__(self, cfg: ModelConfig, num_videos: int) -> None:
+        super().__init__()
+        self.config = cfg
+        self.trunk = DiscriminatorTrunk(cfg)                      # V
+        self.W = nn.Embedding(num_videos, cfg.embed_dim)          # W_i, one row per video
+        nn.init.normal_(self.W.weight, std=0.02)
+        self.w0 = nn.Parameter(torch.zeros(cfg.embed_dim))        # w0, shared
+        self.b = nn.Parameter(torch.zeros(()))                    # b
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor,
+                video_index: torch.Tensor) -> DiscriminatorOutput:
+        v, features = self.trunk(x, y)
+        w = self.W(video_index) + self.w0  # (B, N)
+        return DiscriminatorOutput(score=(v * w).sum(dim=1) + self.b, features=features)

@@ -1,0 +1,172 @@
+"""Building blocks shared by E, G and V (Zakharov et al. 2019, appendix / BigGAN-style blocks).
+
+Every convolution and linear layer is spectrally normalised (Miyato et al. 2018), as the paper
+does for all three networks. Blocks that carry AdaIN take the whole psi-hat vector and let each
+``AdaIN`` layer read its own slice; the slices are assigned by the Generator from its module
+tree (see ``assign_psi_slices``), so no layout is hard-coded anywhere.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+
+def sn_conv(in_ch: int, out_ch: int, kernel: int = 3) -> nn.Module:
+    """Spectrally normalised convolution with 'same' padding."""
+    return spectral_norm(nn.Conv2d(in_ch, out_ch, kernel, padding=kernel // 2))
+
+
+def sn_linear(in_features: int, out_features: int, bias: bool = True) -> nn.Module:
+    """Spectrally normalised linear layer."""
+    return spectral_norm(nn.Linear(in_features, out_features, bias=bias))
+
+
+class AdaIN(nn.Module):
+    """Adaptive instance norm: IN(x) * (1 + scale) + bias, scale and bias read from psi-hat.
+
+    The layer declares ``num_params = 2 * C`` and owns the slice ``psi_slice`` of psi-hat that
+    the Generator assigns to it. The ``1 +`` centres a zero psi on plain instance norm, which
+    keeps the randomly initialised projection P from crushing activations at the start.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.num_params = 2 * channels
+        self.psi_slice: slice | None = None
+
+    def forward(self, x: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
+        if self.psi_slice is None:
+            raise RuntimeError("AdaIN has no psi slice; build it inside a Generator")
+        params = psi[:, self.psi_slice]  # (B, 2C)
+        scale, bias = params[:, : self.channels], params[:, self.channels :]
+        normed = F.instance_norm(x, eps=1e-5)
+        return normed * (1.0 + scale[:, :, None, None]) + bias[:, :, None, None]
+
+
+def assign_psi_slices(root: nn.Module) -> list[tuple[str, slice]]:
+    """Walk ``root``'s module tree in registration order and give each AdaIN a disjoint slice.
+
+    Returns the slice table [(module name, slice)], which covers [0, total) exactly.
+    """
+    table: list[tuple[str, slice]] = []
+    offset = 0
+    for name, module in root.named_modules():
+        if isinstance(module, AdaIN):
+            module.psi_slice = slice(offset, offset + module.num_params)
+            table.append((name, module.psi_slice))
+            offset += module.num_params
+    return table
+
+
+class SelfAttention(nn.Module):
+    """SAGAN self-attention (Zhang et al. 2019); gamma starts at 0 so it opens gradually."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        inner = max(channels // 8, 1)
+        self.query = sn_conv(channels, inner, 1)
+        self.key = sn_conv(channels, inner, 1)
+        self.value = sn_conv(channels, max(channels // 2, 1), 1)
+        self.out = sn_conv(max(channels // 2, 1), channels, 1)
+        self.gamma = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q = self.query(x).flatten(2)  # (B, C/8, HW)
+        k = F.max_pool2d(self.key(x), 2).flatten(2)  # (B, C/8, HW/4)
+        v = F.max_pool2d(self.value(x), 2).flatten(2)  # (B, C/2, HW/4)
+        attn = torch.softmax(q.transpose(1, 2) @ k, dim=-1)  # (B, HW, HW/4)
+        o = (v @ attn.transpose(1, 2)).view(b, -1, h, w)  # (B, C/2, H, W)
+        return x + self.gamma * self.out(o)
+
+
+class ResBlockDown(nn.Module):
+    """Residual downsampling block: [norm] ReLU conv [norm] ReLU conv avgpool + 1x1 shortcut.
+
+    ``first`` skips the leading activation (the input is an image, not features). ``norm``
+    selects plain instance norm (G's landmark encoder) or none (E and V).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, norm: bool = False, first: bool = False,
+                 downsample: bool = True) -> None:
+        super().__init__()
+        self.first, self.downsample = first, downsample
+        self.conv1 = sn_conv(in_ch, out_ch)
+        self.conv2 = sn_conv(out_ch, out_ch)
+        self.skip = sn_conv(in_ch, out_ch, 1) if (in_ch != out_ch or downsample) else None
+        self.norm1 = nn.InstanceNorm2d(in_ch, affine=True) if norm and not first else None
+        self.norm2 = nn.InstanceNorm2d(out_ch, affine=True) if norm else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        if not self.first:
+            h = F.relu(self.norm1(h) if self.norm1 is not None else h)
+        h = self.conv1(h)
+        h = F.relu(self.norm2(h) if self.norm2 is not None else h)
+        h = self.conv2(h)
+        s = self.skip(x) if self.skip is not None else x
+        if self.downsample:
+            h, s = F.avg_pool2d(h, 2), F.avg_pool2d(s, 2)
+        return h + s
+
+
+class AdaResBlock(nn.Module):
+    """Bottleneck residual block with AdaIN before each conv (same channels, same size)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm1 = AdaIN(channels)
+        self.conv1 = sn_conv(channels, channels)
+        self.norm2 = AdaIN(channels)
+        self.conv2 = sn_conv(channels, channels)
+
+    def forward(self, x: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.relu(self.norm1(x, psi)))
+        h = self.conv2(F.relu(self.norm2(h, psi)))
+        return x + h
+
+
+class AdaResBlockUp(nn.Module):
+    """Residual upsampling block: AdaIN ReLU up conv AdaIN ReLU conv + (up, 1x1) shortcut."""
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.norm1 = AdaIN(in_ch)
+        self.conv1 = sn_conv(in_ch, out_ch)
+        self.norm2 = AdaIN(out_ch)
+        self.conv2 = sn_conv(out_ch, out_ch)
+        self.skip = sn_conv(in_ch, out_ch, 1)
+
+    def forward(self, x: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
+        h = F.interpolate(F.relu(self.norm1(x, psi)), scale_factor=2.0, mode="nearest")
+        h = self.conv1(h)
+        h = self.conv2(F.relu(self.norm2(h, psi)))
+        s = self.skip(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        return h + s
+
+
+def channels_at(cfg_base: int, cfg_max: int, depth: int) -> int:
+    """Channel count after ``depth`` + 1 downsamplings: base * 2^depth, capped at max."""
+    return min(cfg_base * 2**depth, cfg_max)
+
+
+def down_stack(in_ch: int, base: int, cap: int, num_blocks: int, image_size: int,
+               attention_size: int, norm: bool) -> tuple[nn.ModuleList, int]:
+    """The shared downsampling trunk of E, V and G's encoder.
+
+    Returns the blocks (a SelfAttention is inserted right after the block whose output is
+    ``attention_size`` pixels wide) and the output channel count.
+    """
+    blocks = nn.ModuleList()
+    ch, size = in_ch, image_size
+    for depth in range(num_blocks):
+        out = channels_at(base, cap, depth)
+        blocks.append(ResBlockDown(ch, out, norm=norm, first=depth == 0))
+        ch, size = out, size // 2
+        if size == attention_size:
+            blocks.append(SelfAttention(ch))
+    return blocks, ch
