@@ -1,0 +1,344 @@
+"""Photos + driving motion -> labelled H.264 mp4 (used by the Space and the ``animate`` CLI).
+
+photos -> detect + crop -> Avatar (FF: psi-hat = P e_new, or FT) -> driving landmarks (a
+preset track, or per-frame detection on a clip with smoothed crops) -> relative motion onto
+the source face -> landmark images y(t) -> G in batches without grad -> paste back into the
+first photo (or the crop alone) -> visible "synthetic" label -> mp4 with the driving audio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+
+from talking_heads import presets, video
+from talking_heads.avatar import Avatar, NoFaceError
+from talking_heads.images import bgr_to_rgb, image_to_tensor, tensor_to_image, to_rgb_uint8
+from talking_heads.landmarks import retarget
+from talking_heads.landmarks.align import crop_transform, paste_back, smooth_transforms
+from talking_heads.landmarks.detector import Detection, get_detector
+from talking_heads.landmarks.rasterize import rasterize
+from talking_heads.overlay import draw_face, draw_label
+from talking_heads.weights import (WeightsSource, load_discriminator, load_model, pick_device,
+                                   resolve_weights)
+
+Progress = Callable[[float, str], None]
+MAX_PHOTOS = 8
+DETECT_SIDE = 640        # driving frames are decoded at most this large for detection
+MIN_CROP_OUTPUT = 256    # crop-only output is upscaled to at least this side
+DEFAULT_MAX_SECONDS = 20.0  # driving clips are cut to this length by default
+
+
+@dataclass(frozen=True)
+class AnimateOptions:
+    mode: str = "ff"               # "ff" feed-forward (instant) or "ft" fine-tuning
+    steps: int = 100               # FT steps
+    relative_motion: bool = True   # move the source landmarks by the driving motion
+    paste_back: bool = True        # True: into the first photo; False: the face crop only
+    label: bool = True             # visible "SYNTHETIC" label (the mp4 tag is always written)
+    max_output_side: int = 720     # the pasted-back photo is downscaled to this longer side
+    batch_size: int = 8            # frames per G call
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("ff", "ft"):
+            raise ValueError(f"mode must be 'ff' or 'ft', got {self.mode!r}")
+        if self.mode == "ft" and not 1 <= self.steps <= 1000:
+            raise ValueError("fine-tuning steps must be between 1 and 1000")
+
+
+@dataclass(frozen=True)
+class Driving:
+    """Driving landmarks: ``points`` float32 (T, 68, 2) crop-normalised, at ``fps``."""
+
+    points: np.ndarray
+    fps: float
+    audio: video.AudioTrack | None
+    description: str
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds per stage (render and encode interleave; each counts its own calls)."""
+
+    detect: float
+    adapt: float
+    render: float
+    encode: float
+    total: float
+
+
+@dataclass(frozen=True)
+class AnimationResult:
+    path: Path
+    frames: int
+    fps: float
+    timings: Timings
+    notes: tuple[str, ...]
+    weights_label: str
+
+
+@dataclass(frozen=True)
+class FacePreview:
+    """One source photo as seen by the detector (for the UI)."""
+
+    image: np.ndarray   # uint8 (h, w, 3), box and landmarks drawn
+    found: bool
+    caption: str
+
+
+def load_photo(path: str | Path) -> np.ndarray:
+    """An image file -> uint8 (H, W, 3) RGB (EXIF orientation applied by OpenCV)."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot read {Path(path).name} as an image")
+    return bgr_to_rgb(image)
+
+
+def limit_side(image: np.ndarray, max_side: int) -> np.ndarray:
+    """Downscale so that the longer side is at most ``max_side`` (never upscales)."""
+    scale = max_side / max(image.shape[:2])
+    if scale >= 1.0:
+        return image
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
+class CachedDetector:
+    """Wraps a detector so that the same photo is never detected twice (preview, Avatar)."""
+
+    def __init__(self, detector) -> None:
+        self.detector, self.name = detector, detector.name
+        self._cache: dict[bytes, Detection] = {}
+
+    def detect(self, image_rgb: np.ndarray) -> Detection:
+        image = np.ascontiguousarray(image_rgb)
+        key = hashlib.blake2b(image.data, digest_size=16).digest() + str(image.shape).encode()
+        if key not in self._cache:
+            self._cache[key] = self.detector.detect(image)
+        return self._cache[key]
+
+
+def preview_faces(photos: list[np.ndarray], detector) -> list[FacePreview]:
+    """Detect the largest face of each photo and draw its box and 68 landmarks."""
+    previews = []
+    for index, photo in enumerate(photos, start=1):
+        detection = detector.detect(photo)
+        if not detection.found:
+            caption = f"photo {index}: no face found"
+        elif detection.num_faces > 1:
+            caption = f"photo {index}: {detection.num_faces} faces, the largest is used"
+        else:
+            caption = f"photo {index}: face found"
+        previews.append(FacePreview(draw_face(photo, detection.points, detection.box),
+                                    detection.found, caption))
+    return previews
+
+
+def driving_from_preset(name: str, max_seconds: float | None = None) -> Driving:
+    """A preset track (optionally cut to ``max_seconds``): no detector pass, no audio."""
+    preset = presets.load_preset(name)
+    points = preset.points
+    if max_seconds is not None:
+        points = points[:max(1, int(round(max_seconds * preset.fps)))]
+    return Driving(points, preset.fps, None, f"preset '{name}' ({preset.description})")
+
+
+def driving_from_video(path: str | Path, detector, max_seconds: float = DEFAULT_MAX_SECONDS,
+                       progress: Progress | None = None) -> Driving:
+    """Per-frame landmarks of a driving clip in smoothed crops, plus its audio."""
+    report = progress or (lambda fraction, message: None)
+    fps = video.video_fps(path)
+    limit = max(1, int(round(max_seconds * fps)))
+    points, found = [], []
+    for index, frame in enumerate(video.iter_frames(path, max_frames=limit, max_side=DETECT_SIDE)):
+        detection = detector.detect(frame)
+        found.append(detection.found)
+        points.append(detection.points if detection.found else np.zeros((68, 2), np.float32))
+        if index % 10 == 0:
+            report(index / limit, f"driving clip: landmarks of frame {index + 1}")
+    if not found or not any(found):
+        raise NoFaceError("no face found in the driving video")
+    track = retarget.fill_missing(np.stack(points), np.array(found))  # (T, 68, 2) pixels
+    transforms = smooth_transforms([crop_transform(p, 256) for p in track])
+    in_crop = np.stack([t.points_to_crop(p) for t, p in zip(transforms, track)])
+    in_crop = retarget.smooth_track(in_crop, sigma=1.0)
+    notes = []
+    missing = len(found) - int(sum(found))
+    if missing:
+        notes.append(f"{missing} of {len(found)} driving frames had no face (interpolated)")
+    if len(found) == limit and video.probe(path).duration > max_seconds + 0.5 / fps:
+        notes.append(f"driving clip cut to its first {max_seconds:g} s")
+    audio = video.read_audio(path, max_seconds=len(found) / fps)
+    return Driving(presets.normalise_points(in_crop, 256), fps, audio,
+                   f"uploaded clip ({len(found)} frames)", tuple(notes))
+
+
+def driving_landmarks(avatar: Avatar, driving: Driving, relative: bool) -> np.ndarray:
+    """Landmarks to render, in the avatar's crop pixels: (T, 68, 2)."""
+    size = avatar.config.image_size
+    track = driving.points.astype(np.float32) * size - 0.5  # crop-normalised -> crop pixels
+    if not relative:
+        return track
+    return retarget.relative_motion(avatar.sources.crop_points[0], track)
+
+
+class Animator:
+    """One loaded model serving many requests: ``animate(photos, driving, options, out)``."""
+
+    def __init__(self, model, source: WeightsSource, detector=None, discriminator=None):
+        self.model = model.eval()
+        self.source = source
+        self.detector = detector or get_detector("dlib")
+        self.discriminator = discriminator
+
+    @classmethod
+    def from_environment(cls, device: torch.device | str | None = None) -> "Animator":
+        """Weights from the Hub / checkpoints/ / untrained (see ``weights``), on ``device``."""
+        source = resolve_weights()
+        model = load_model(source, device or pick_device())
+        return cls(model, source, discriminator=load_discriminator(source, model.config))
+
+    @property
+    def weights_label(self) -> str:
+        return self.source.label
+
+    def animate(self, photos: list[np.ndarray], driving: Driving, out_path: str | Path,
+                options: AnimateOptions = AnimateOptions(),
+                progress: Progress | None = None) -> AnimationResult:
+        report = progress or (lambda fraction, message: None)
+        if not 1 <= len(photos) <= MAX_PHOTOS:
+            raise ValueError(f"give between 1 and {MAX_PHOTOS} photos, got {len(photos)}")
+        start = time.perf_counter()
+        notes = [self.source.label, *self.source.notes, *driving.notes]
+        photos = [limit_side(to_rgb_uint8(p), options.max_output_side) for p in photos]
+        detector = CachedDetector(self.detector)
+        report(0.02, "detect: finding faces and landmarks")
+        for index, photo in enumerate(photos, start=1):
+            detection = detector.detect(photo)
+            if not detection.found:
+                raise NoFaceError(f"no face found in photo {index}")
+            if detection.num_faces > 1:
+                notes.append(f"photo {index}: {detection.num_faces} faces, the largest is used")
+        detect_end = time.perf_counter()
+        adapt_share = 0.45 if options.mode == "ft" else 0.05
+
+        def adapt_progress(fraction: float, message: str) -> None:
+            report(0.05 + adapt_share * fraction, f"adapt: {message}")
+
+        avatar = Avatar.from_images(photos, self.model, mode=options.mode, steps=options.steps,
+                                    detector=detector, progress=adapt_progress,
+                                    discriminator=self.discriminator)
+        if avatar.info.get("content_only"):
+            notes.append("fine-tuned on the content loss only (no discriminator shipped)")
+        adapt_end = time.perf_counter()
+        targets = driving_landmarks(avatar, driving, options.relative_motion)
+        render_share = 0.93 - 0.05 - adapt_share
+        render_time, encode_time = _render(avatar, targets, driving, out_path, options,
+                                           lambda f, m: report(0.05 + adapt_share
+                                                               + render_share * f, m))
+        report(1.0, "done")
+        total = time.perf_counter() - start
+        timings = Timings(detect=detect_end - start, adapt=adapt_end - detect_end,
+                          render=render_time, encode=encode_time, total=total)
+        return AnimationResult(Path(out_path), len(targets), driving.fps, timings, tuple(notes),
+                               self.source.label)
+
+
+def _compose(avatar: Avatar, crops: np.ndarray, options: AnimateOptions) -> list[np.ndarray]:
+    """Generated crops (B, S, S, 3) -> output frames (pasted back or upscaled), labelled."""
+    frames = []
+    for crop in crops:
+        if options.paste_back:
+            frame = paste_back(avatar.sources.photos[0], crop, avatar.sources.transforms[0])
+        else:
+            side = max(MIN_CROP_OUTPUT, crop.shape[0])
+            frame = cv2.resize(crop, (side, side), interpolation=cv2.INTER_CUBIC)
+        frames.append(draw_label(frame) if options.label else frame)
+    return frames
+
+
+def _render(avatar: Avatar, targets: np.ndarray, driving: Driving, out_path: str | Path,
+            options: AnimateOptions, report: Progress) -> tuple[float, float]:
+    """y(t) -> G -> frames -> mp4, streamed in batches; returns (render, encode) seconds."""
+    size = avatar.config.image_size
+    render_time = encode_time = 0.0
+    count = len(targets)
+    with video.Mp4Writer(out_path, driving.fps, audio=driving.audio) as writer:
+        for first in range(0, count, options.batch_size):
+            tick = time.perf_counter()
+            batch = targets[first:first + options.batch_size]
+            y = image_to_tensor(np.stack([rasterize(p, size) for p in batch]))  # (B, 3, S, S)
+            with torch.inference_mode():
+                crops = tensor_to_image(avatar.render(y))  # (B, S, S, 3)
+            frames = _compose(avatar, crops, options)
+            tock = time.perf_counter()
+            for frame in frames:
+                writer.write(frame)
+            render_time += tock - tick
+            encode_time += time.perf_counter() - tock
+            done = min(count, first + options.batch_size)
+            report(0.97 * done / count, f"render: frame {done}/{count} (encoding as it goes)")
+        report(0.98, "encode: finishing the mp4 (audio, index)")
+        tick = time.perf_counter()
+    encode_time += time.perf_counter() - tick  # flushing the encoder and muxing the audio
+    return render_time, encode_time
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m talking_heads animate",
+        description="Animate a face in 1-8 photos with a driving clip or a preset motion.")
+    parser.add_argument("--source", nargs="+", required=True, type=Path, metavar="PHOTO",
+                        help="photos of one person (the first is animated)")
+    drive = parser.add_mutually_exclusive_group(required=True)
+    drive.add_argument("--driving", type=Path, help="driving video (its audio is kept)")
+    drive.add_argument("--preset", choices=presets.preset_names(), help="preset motion")
+    parser.add_argument("--out", required=True, type=Path, help="output .mp4")
+    parser.add_argument("--mode", choices=["ff", "ft"], default="ff",
+                        help="ff: instant feed-forward; ft: fine-tune first")
+    parser.add_argument("--steps", type=int, default=100, help="fine-tuning steps (ft)")
+    parser.add_argument("--absolute", action="store_true",
+                        help="use the driving landmarks as they are (no relative motion)")
+    parser.add_argument("--crop-only", action="store_true", help="output the face crop only")
+    parser.add_argument("--no-label", action="store_true", help="no visible SYNTHETIC label")
+    parser.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS,
+                        help="cut the driving motion to this length")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: automatic)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(list(sys.argv[1:] if argv is None else argv))
+    options = AnimateOptions(mode=args.mode, steps=args.steps,
+                             relative_motion=not args.absolute, paste_back=not args.crop_only,
+                             label=not args.no_label)
+
+    def show(fraction: float, message: str) -> None:
+        print(f"[{fraction:6.1%}] {message}", file=sys.stderr, flush=True)
+
+    try:
+        photos = [load_photo(path) for path in args.source]
+        animator = Animator.from_environment(args.device)
+        print(animator.weights_label, file=sys.stderr)
+        driving = (driving_from_preset(args.preset, args.max_seconds) if args.preset else
+                   driving_from_video(args.driving, animator.detector, args.max_seconds, show))
+        result = animator.animate(photos, driving, args.out, options, show)
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    t = result.timings
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wrote {result.path}: {result.frames} frames at {result.fps:g} fps; seconds: detect "
+          f"{t.detect:.2f}, adapt {t.adapt:.2f}, render {t.render:.2f}, encode {t.encode:.2f}, "
+          f"total {t.total:.2f}")
+    return 0

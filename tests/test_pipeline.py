@@ -1,0 +1,176 @@
+"""Photos + driving -> labelled mp4, on a tiny seeded model with real photos and clips."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from talking_heads import pipeline, video
+from talking_heads.avatar import Avatar, NoFaceError
+from talking_heads.config import ModelConfig
+from talking_heads.landmarks import retarget
+from talking_heads.models import TalkingHeadModel
+from talking_heads.weights import WeightsSource
+
+from conftest import PROJECT_ROOT
+
+EXAMPLE = PROJECT_ROOT / "examples" / "astronaut.jpg"
+CLIP = "clips/sadtalker__WDA_KatieHill_000.mp4"  # train split, has audio
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: on a shared 2-core machine two threads can be 10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def animator() -> pipeline.Animator:
+    torch.manual_seed(0)
+    model = TalkingHeadModel(ModelConfig.tiny())
+    return pipeline.Animator(model, WeightsSource("untrained", None))
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return pipeline.load_photo(EXAMPLE)
+
+
+def _short_preset(name: str = "talking", frames: int = 12) -> pipeline.Driving:
+    driving = pipeline.driving_from_preset(name)
+    return replace(driving, points=driving.points[:frames])
+
+
+def test_preset_to_pasted_back_labelled_mp4(animator, photo, tmp_path):
+    events = []
+    result = animator.animate([photo], _short_preset(), tmp_path / "out.mp4",
+                              progress=lambda f, m: events.append((f, m)))
+    info = video.probe(result.path)
+    assert (info.video_codec, info.pixel_format) == ("h264", "yuv420p")
+    assert info.num_frames == result.frames == 12
+    assert info.fps == pytest.approx(30.0)
+    assert (info.width, info.height) == (photo.shape[1], photo.shape[0])  # the whole photo
+    assert info.metadata["comment"] == video.SYNTHETIC_TAG
+    assert "UNTRAINED" in result.weights_label and result.weights_label in result.notes
+    fractions = [f for f, _ in events]
+    assert fractions == sorted(fractions) and 0 <= fractions[0] and fractions[-1] == 1.0
+    stages = " ".join(m for _, m in events)
+    for stage in ("detect", "adapt", "render", "encode"):
+        assert stage in stages
+    assert result.timings.total >= result.timings.render > 0
+
+
+def test_label_is_visible_and_can_be_turned_off(animator, photo, tmp_path):
+    driving = _short_preset(frames=2)
+    on = animator.animate([photo], driving, tmp_path / "on.mp4")
+    off = animator.animate([photo], driving, tmp_path / "off.mp4",
+                           pipeline.AnimateOptions(label=False))
+    a, _ = video.read_video(on.path)
+    b, _ = video.read_video(off.path)
+    diff = np.abs(a[0].astype(int) - b[0].astype(int)).max(axis=-1)  # (H, W)
+    h, w = diff.shape
+    ys, xs = np.nonzero(diff > 40)  # pixels the label changed
+    assert len(ys) > 300, "no visible label"
+    assert ys.min() > 0.8 * h and xs.max() < 0.5 * w, "the label belongs in the bottom-left"
+    assert diff[: int(0.8 * h)].mean() < 2, "the label must not touch the rest of the frame"
+
+
+def test_far_from_face_the_photo_is_unchanged(animator, photo, tmp_path):
+    result = animator.animate([photo], _short_preset(frames=2), tmp_path / "p.mp4",
+                              pipeline.AnimateOptions(label=False))
+    frame, _ = video.read_video(result.path)
+    # The face is in the upper middle of the astronaut photo; the right edge is far from it.
+    edge = np.abs(frame[0, :200, -60:].astype(int) - photo[:200, -60:].astype(int)).mean()
+    assert edge < 6, f"paste-back changed pixels far from the face ({edge:.1f})"
+
+
+def test_crop_only_output_is_a_square_face_crop(animator, photo, tmp_path):
+    result = animator.animate([photo], _short_preset(frames=3), tmp_path / "c.mp4",
+                              pipeline.AnimateOptions(paste_back=False))
+    info = video.probe(result.path)
+    assert info.width == info.height == pipeline.MIN_CROP_OUTPUT
+
+
+def test_relative_motion_keeps_the_source_face(animator, photo):
+    avatar = Avatar.from_images([photo], animator.model, detector=animator.detector)
+    driving = pipeline.driving_from_preset("talking")
+    source = avatar.sources.crop_points[0]
+    moved = pipeline.driving_landmarks(avatar, driving, relative=True)
+    plain = pipeline.driving_landmarks(avatar, driving, relative=False)
+    ref = retarget.closest_frame(source, plain)
+    np.testing.assert_allclose(moved[ref], source, atol=1e-3)
+    np.testing.assert_allclose(plain, driving.points * avatar.config.image_size - 0.5,
+                               atol=1e-4)
+    # The mouth still moves with the driver.
+    gap = np.linalg.norm(moved[:, 62] - moved[:, 66], axis=-1)
+    assert np.ptp(gap) > 0.02 * avatar.config.image_size
+
+
+def test_photo_without_a_face_is_reported(animator, tmp_path):
+    blank = np.full((240, 320, 3), 128, np.uint8)
+    with pytest.raises(NoFaceError, match="photo 1"):
+        animator.animate([blank], _short_preset(frames=2), tmp_path / "x.mp4")
+    with pytest.raises(ValueError, match="between 1 and 8"):
+        animator.animate([], _short_preset(frames=2), tmp_path / "x.mp4")
+
+
+def test_face_previews_show_landmarks(animator, photo):
+    blank = np.zeros((100, 100, 3), np.uint8)
+    previews = pipeline.preview_faces([photo, blank], animator.detector)
+    assert previews[0].found and not previews[1].found
+    assert "no face" in previews[1].caption
+    assert not np.array_equal(previews[0].image, photo)  # something was drawn
+
+
+def test_real_driving_clip_keeps_its_audio(animator, shared_data, tmp_path):
+    photo = pipeline.load_photo(next((shared_data / "photos" / "johns").rglob("*.jpg")))
+    driving = pipeline.driving_from_video(shared_data / CLIP, animator.detector, max_seconds=1.0)
+    assert driving.points.shape == (25, 68, 2) and driving.fps == 25.0
+    assert 0 < driving.points.min() and driving.points.max() < 1
+    assert any("cut to its first 1 s" in note for note in driving.notes)
+    result = animator.animate([photo], driving, tmp_path / "v.mp4")
+    info = video.probe(result.path)
+    assert info.audio_codec == "aac" and info.num_frames == 25
+    audio = video.read_audio(result.path)
+    assert audio.duration == pytest.approx(1.0, abs=0.1) and np.abs(audio.samples).max() > 0.01
+
+
+def test_several_photos_of_one_person(animator, photos_dir, tmp_path):
+    photos = [pipeline.load_photo(p) for p in sorted((photos_dir / "John_Salley").glob("*"))[:3]]
+    result = animator.animate(photos, _short_preset(frames=2), tmp_path / "m.mp4")
+    assert result.frames == 2
+
+
+@pytest.mark.skipif(importlib.util.find_spec("talking_heads.perceptual") is None,
+                    reason="fine-tuning needs talking_heads.perceptual (content loss)")
+def test_fine_tuning_mode_runs(animator, photo, tmp_path):
+    result = animator.animate([photo], _short_preset(frames=2), tmp_path / "ft.mp4",
+                              pipeline.AnimateOptions(mode="ft", steps=2))
+    assert result.timings.adapt > 0 and result.frames == 2
+
+
+def test_cli_writes_a_video(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TALKING_HEADS_CHECKPOINT", "")
+    out = tmp_path / "cli.mp4"
+    code = pipeline.main(["--source", str(EXAMPLE), "--preset", "nodding", "--out", str(out),
+                          "--max-seconds", "0.2", "--crop-only"])
+    assert code == 0
+    assert video.probe(out).num_frames == 5
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_cli_reports_a_missing_face(tmp_path, capsys):
+    blank = tmp_path / "blank.png"
+    import cv2
+
+    cv2.imwrite(str(blank), np.zeros((64, 64, 3), np.uint8))
+    code = pipeline.main(["--source", str(blank), "--preset", "talking", "--out",
+                          str(tmp_path / "x.mp4"), "--max-seconds", "0.1"])
+    assert code == 1 and "no face" in capsys.readouterr().err

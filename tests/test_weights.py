@@ -1,0 +1,105 @@
+"""Weight resolution: Hub (tested offline through a local cache) -> bundled -> untrained."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import pytest
+import torch
+
+from talking_heads import weights
+from talking_heads.config import ModelConfig
+from talking_heads.models import TalkingHeadModel
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    for name in (weights.ENV_REPO_ID, weights.ENV_REVISION, weights.ENV_CHECKPOINT):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _save_tiny(directory, seed: int, step: int | None = None):
+    torch.manual_seed(seed)
+    model = TalkingHeadModel(ModelConfig.tiny())
+    model.save_pretrained(directory)
+    if step is not None:
+        (directory / "training.json").write_text(json.dumps({"step": step}))
+    return model
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_no_weights_anywhere_gives_a_labelled_untrained_model(tmp_path):
+    source = weights.resolve_weights(bundled=tmp_path / "none")
+    assert source.kind == "untrained" and not source.trained
+    assert "UNTRAINED" in source.label
+    first, second = weights.load_model(source), weights.load_model(source)
+    assert first.config == ModelConfig.preset(weights.UNTRAINED_CONFIG)
+    assert _same_weights(first, second), "the stand-in model must be reproducible (seeded)"
+
+
+def test_bundled_picks_the_most_trained_folder_and_honours_the_env_choice(tmp_path,
+                                                                          monkeypatch):
+    _save_tiny(tmp_path / "early", seed=1, step=100)
+    best = _save_tiny(tmp_path / "late", seed=2, step=5000)
+    _save_tiny(tmp_path / "no_info", seed=3)
+    (tmp_path / "not_weights").mkdir()
+    source = weights.resolve_weights(bundled=tmp_path)
+    assert source.kind == "bundled" and source.directory.name == "late"
+    assert "checkpoints/late" in source.label and "5000" in source.label
+    assert _same_weights(weights.load_model(source), best)
+    monkeypatch.setenv(weights.ENV_CHECKPOINT, "early")
+    assert weights.resolve_weights(bundled=tmp_path).directory.name == "early"
+
+
+def test_unreachable_hub_falls_back_to_bundled_quickly_and_says_so(tmp_path, monkeypatch):
+    _save_tiny(tmp_path / "bundled" / "cpu", seed=1)
+    monkeypatch.setenv(weights.ENV_REPO_ID, "nobody/not-cached")
+    monkeypatch.setenv(weights.ENV_REVISION, SHA)
+    start = time.perf_counter()
+    source = weights.resolve_weights(bundled=tmp_path / "bundled", cache_dir=tmp_path / "hf")
+    assert time.perf_counter() - start < 5.0  # HF_HUB_OFFLINE=1 (conftest): no retries
+    assert source.kind == "bundled"
+    assert any("nobody/not-cached" in note and "bundled" in note for note in source.notes)
+
+
+def test_hub_weights_are_used_from_the_cache_offline(tmp_path, monkeypatch):
+    """A pinned revision in the Hub cache is found with HF_HUB_OFFLINE=1 (as after a
+    download on a Space), and preferred over bundled weights."""
+    repo = tmp_path / "hf" / "models--someone--talking-heads"
+    hub_model = _save_tiny(repo / "snapshots" / SHA, seed=7, step=42)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(SHA)
+    _save_tiny(tmp_path / "bundled" / "cpu", seed=1)
+    monkeypatch.setenv(weights.ENV_REPO_ID, "someone/talking-heads")
+    monkeypatch.setenv(weights.ENV_REVISION, SHA)
+    source = weights.resolve_weights(bundled=tmp_path / "bundled", cache_dir=tmp_path / "hf")
+    assert source.kind == "hub" and source.revision == SHA
+    assert "someone/talking-heads@" + SHA in source.label
+    assert _same_weights(weights.load_model(source), hub_model)
+
+
+def test_hub_snapshot_without_weights_is_rejected(tmp_path):
+    snapshot = tmp_path / "hf" / "models--a--b" / "snapshots" / SHA
+    snapshot.mkdir(parents=True)
+    (snapshot / "README.md").write_text("no weights here")
+    _save_tiny(tmp_path / "bundled" / "cpu", seed=1)
+    source = weights.resolve_weights("a/b", SHA, bundled=tmp_path / "bundled",
+                                     cache_dir=tmp_path / "hf")
+    assert source.kind == "bundled" and source.notes
+
+
+def test_repository_checkpoints_resolve(tmp_path):
+    """Whatever checkpoints/ holds now (trained weights or nothing), resolution works."""
+    source = weights.resolve_weights(bundled=weights.BUNDLED_DIR)
+    assert source.kind in {"bundled", "untrained"}
+    model = weights.load_model(source)
+    assert model.config.image_size > 0
+    shutil.rmtree(tmp_path, ignore_errors=True)
