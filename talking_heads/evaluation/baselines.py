@@ -10,8 +10,8 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
+from scipy import ndimage
 from scipy.spatial import Delaunay
 
 from talking_heads.evaluation.metrics import outer_eye_distance
@@ -55,8 +55,8 @@ def piecewise_affine_warp(image: np.ndarray, source_points: np.ndarray,
 
     The plane is triangulated on the *target* points plus fixed border points; every output
     pixel finds its target triangle, takes its barycentric coordinates there and samples the
-    image at the same barycentric position of the source triangle (one ``cv2.remap``, so there
-    are no seams between triangles). Output pixels outside every triangle (only possible when
+    image at the same barycentric position of the source triangle (one bilinear resampling,
+    so there are no seams between triangles). Output pixels outside every triangle (only possible when
     landmarks lie outside the image) keep their identity mapping.
     """
     height, width = image.shape[:2]
@@ -75,9 +75,12 @@ def piecewise_affine_warp(image: np.ndarray, source_points: np.ndarray,
     corners = source[triangulation.simplices[simplex[inside]]]  # (n, 3, 2)
     mapped = pixels.copy()
     mapped[inside] = np.einsum("ni,nij->nj", barycentric, corners)
-    map_xy = mapped.reshape(height, width, 2).astype(np.float32)  # (H, W, 2)
-    return cv2.remap(image, map_xy[..., 0], map_xy[..., 1], cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
+    # Bilinear sampling, border replicated. scipy rather than cv2.remap: single-threaded, so a
+    # few-millisecond warp does not stall on a thread pool when the CPU is oversubscribed.
+    coords = [mapped[:, 1].reshape(height, width), mapped[:, 0].reshape(height, width)]  # (y, x)
+    channels = [ndimage.map_coordinates(image[:, :, c].astype(np.float32), coords, order=1,
+                                        mode="nearest") for c in range(image.shape[2])]
+    return np.clip(np.stack(channels, axis=2) + 0.5, 0, 255).astype(np.uint8)
 
 
 def warp_baseline(source_images: np.ndarray, source_points: np.ndarray,

@@ -1,0 +1,155 @@
+"""The self-reenactment protocol end to end on real clips with a tiny untrained model.
+
+An untrained model proves the machinery, not quality: its outputs are noise, so the tests
+check what must hold whatever the weights (frame choice, crop space, baselines scored on the
+real face, dumps that reproduce the reported numbers).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from talking_heads.config import ModelConfig
+from talking_heads.evaluation import main
+from talking_heads.evaluation.metrics import ssim
+from talking_heads.evaluation.protocol import (clip_landmarks, read_manifest, select_frames)
+from talking_heads.evaluation.reenact import ModelReenactor
+from talking_heads.evaluation.run import EvalSettings, evaluate_clip
+from talking_heads.evaluation.scoring import Scorer
+from talking_heads.landmarks.detector import get_detector
+from talking_heads.models import TalkingHeadModel
+from talking_heads.training.config import FinetuneConfig
+from talking_heads.video import iter_frames, write_mp4
+
+DEV_CLIP = "clips/lipnet__swiz3n.mpg"  # dev split, 360x288, 75 frames
+
+
+def _write_manifest(folder: Path, rows: list[dict]) -> Path:
+    path = folder / "manifest.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["file", "identity", "split"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tight_clip(shared_data, tmp_path_factory) -> Path:
+    """40 frames of a dev clip cut to a fixed tight 224x224 face crop (forehead and chin cut),
+    written as H.264 under a sub-folder of a fresh manifest's folder."""
+    frames = [f for f, _ in zip(iter_frames(shared_data / DEV_CLIP), range(40))]
+    detector = get_detector("dlib")
+    points = np.median(np.stack([detector.detect(f).points for f in frames[::8]]), axis=0)
+    low, high = points.min(axis=0), points.max(axis=0)
+    side = 1.15 * float(max(high - low))
+    x0, y0 = (low + high) / 2 - side / 2
+    scale = 224 / side
+    matrix = np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]])
+    folder = tmp_path_factory.mktemp("tight")
+    (folder / "videos").mkdir()
+    write_mp4(folder / "videos" / "tight.mp4",
+              (cv2.warpAffine(f, matrix, (224, 224)) for f in frames), fps=25)
+    return _write_manifest(folder, [{"file": "videos/tight.mp4", "identity": "p", "split": "dev"},
+                                    {"file": "videos/other.mp4", "identity": "q",
+                                     "split": "train"}])
+
+
+def test_manifest_paths_are_relative_to_its_folder(tight_clip):
+    clips = read_manifest(tight_clip, "dev")
+    assert [c.name for c in clips] == ["tight"]
+    assert clips[0].path == tight_clip.parent / "videos" / "tight.mp4"
+    assert len(read_manifest(tight_clip, "all")) == 2
+
+
+def test_frame_selection_never_overlaps():
+    points = np.zeros((75, 68, 2), np.float32)
+    points[[3, 40, 41]] = np.nan  # frames without a face
+    selection = select_frames(points, num_evaluated=32)
+    assert len(selection.evaluated) == 32 and selection.evaluated.min() >= 37
+    assert 40 not in selection.evaluated and 41 not in selection.evaluated
+    for t in (1, 8, 32):
+        shots = selection.shots(t)
+        assert len(shots) == t and shots.max() < 37 and 3 not in shots
+        assert not set(shots) & set(selection.evaluated)
+    assert selection.shots(40) is None  # only 36 first-half frames with a face
+
+
+def test_landmark_cache_is_reused(tight_clip, tmp_path):
+    class Counting:
+        name = "dlib"
+
+        def __init__(self):
+            self.inner, self.calls = get_detector("dlib"), 0
+
+        def detect(self, image):
+            self.calls += 1
+            return self.inner.detect(image)
+
+    detector = Counting()
+    path = tight_clip.parent / "videos" / "tight.mp4"
+    first = clip_landmarks(path, detector, tmp_path)
+    assert detector.calls == 40 and first.shape == (40, 68, 2)
+    assert not np.isnan(first).any()  # every tight-crop frame has a face
+    second = clip_landmarks(path, detector, tmp_path)
+    assert detector.calls == 40 and np.array_equal(first, second, equal_nan=True)
+
+
+def test_cli_on_tight_crops_with_dumps(tight_clip, tmp_path):
+    out, dump = tmp_path / "metrics.json", tmp_path / "dump"
+    code = main(["--manifest", str(tight_clip), "--shots", "1", "4", "--frames", "4",
+                 "--mode", "ff", "--random-init", "tiny", "--out", str(out), "--dump", str(dump),
+                 "--cache-dir", str(tmp_path / "cache"), "--no-vgg"])
+    assert code == 0
+    report = json.loads(out.read_text())
+    clip = report["clips"][0]
+    assert clip["num_frames"] == 40 and len(clip["evaluated_frames"]) == 4
+    assert min(clip["evaluated_frames"]) >= 20 and max(clip["few_shot_frames"]["T4"]) < 20
+    table = report["aggregate"]
+    # The copy baseline shows the real person: the face is found and dlib calls it the same.
+    assert table["T1"]["copy"]["face_found"] == 1.0
+    assert table["T1"]["copy"]["csim"] > 0.9 and table["T1"]["copy"]["same_identity"] == 1.0
+    assert table["T4"]["warp"]["landmark_error"] < 0.1
+    # An untrained generator draws no face.
+    assert table["T1"]["ff"]["same_identity"] == 0.0
+    # Dumps: the promised names, PNGs at the model's resolution, reproducing the JSON.
+    folder = dump / "tight" / "T4-ff"
+    size = ModelConfig.tiny().image_size
+    for index in clip["evaluated_frames"]:
+        for kind in ("gt", "ours", "warp", "copy"):
+            image = cv2.imread(str(folder / f"{kind}_{index:04d}.png"))
+            assert image.shape == (size, size, 3)
+    recomputed = np.mean([ssim(cv2.imread(str(folder / f"gt_{i:04d}.png")),
+                               cv2.imread(str(folder / f"warp_{i:04d}.png")))
+                          for i in clip["evaluated_frames"]])
+    assert recomputed == pytest.approx(clip["results"]["T4"]["warp"]["ssim"], abs=1e-9)
+
+
+class L1Content(torch.nn.Module):
+    """A cheap stand-in for L_CNT so that fine-tuning runs in a test in seconds."""
+
+    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        return (fake - real).abs().mean()
+
+
+def test_finetuning_mode_improves_on_feed_forward(shared_data, tmp_path):
+    torch.manual_seed(0)
+    model = TalkingHeadModel(ModelConfig.tiny())
+    # A high learning rate so that a handful of steps shows the effect on a busy 2-core CPU.
+    config = FinetuneConfig(lr_g=2e-3, batch_size=2, content_face=False)
+    reenactor = ModelReenactor(model, ft_steps=8, ft_config=config, content=L1Content())
+    clip = read_manifest(shared_data / "manifest.csv", "dev")
+    clip = next(c for c in clip if c.path.name == Path(DEV_CLIP).name)
+    settings = EvalSettings(shots=(2,), modes=("ff", "ft"), frames=3, cache_dir=tmp_path)
+    result = evaluate_clip(clip, reenactor, Scorer(get_detector("dlib")), settings)
+    ff, ft = result.scores[(2, "ff")], result.scores[(2, "ft")]
+    assert len(ff) == len(ft) == 3
+    assert result.adaptation[(2, "ft")]["steps"] == 8
+    # A few L1 steps on the person's own frames bring the output closer to the person.
+    assert np.mean([s.psnr for s in ft]) > np.mean([s.psnr for s in ff]) + 1.0
