@@ -28,6 +28,14 @@ OUTPUT_DIR = Path(tempfile.gettempdir()) / "talking-heads-outputs"
 OUTPUT_MAX_AGE_S = 3600
 MAX_DRIVING_SECONDS = 20.0
 
+# Rows of inputs for gr.Examples (photos, driving, preset, video, mode, steps, relative,
+# framing, label); tests/test_app.py runs each through /animate.
+EXAMPLES = [
+    [[EXAMPLE_PHOTO], "preset", "talking", None, "ff", 100, True, "photo", True],
+    [[EXAMPLE_PHOTO], "preset", "turning", None, "ff", 100, True, "crop", True],
+    [[EXAMPLE_PHOTO], "preset", "nodding", None, "ft", 20, True, "photo", True],
+]
+
 INTRO = """# Talking Heads
 Few-shot talking-head videos after Zakharov et al., *Few-Shot Adversarial Learning of Realistic
 Neural Talking Head Models* (ICCV 2019). Upload 1-8 photos of **one** person, choose a preset
@@ -81,8 +89,8 @@ def _notes_markdown(result) -> str:
     return "\n".join(lines)
 
 
-def make_handlers(animator: Animator):
-    """The event functions, bound to one loaded model."""
+def make_handlers(animator: Animator, max_seconds: float):
+    """The event functions, bound to one loaded model; driving is cut to ``max_seconds``."""
 
     def detect(files):
         photos = _read_photos(files) if _paths(files) else []
@@ -99,12 +107,12 @@ def make_handlers(animator: Animator):
             if driving_source == "video":
                 if not driving_video:
                     raise gr.Error("Upload a driving video, or choose a preset motion.")
-                driving = driving_from_video(driving_video, animator.detector,
-                                             MAX_DRIVING_SECONDS, report)
+                driving = driving_from_video(driving_video, animator.detector, max_seconds,
+                                             report)
             else:
                 if preset not in presets.preset_names():
                     raise gr.Error(f"Unknown preset {preset!r}.")
-                driving = driving_from_preset(preset)
+                driving = driving_from_preset(preset, max_seconds)
             result = animator.animate(photos, driving, _new_output_path(), options, report)
         except (ValueError, OSError) as error:  # no face, unreadable video, bad option
             raise gr.Error(str(error)) from error
@@ -113,8 +121,8 @@ def make_handlers(animator: Animator):
     return detect, animate
 
 
-def build_demo(animator: Animator) -> gr.Blocks:
-    detect, animate = make_handlers(animator)
+def build_demo(animator: Animator, max_seconds: float = MAX_DRIVING_SECONDS) -> gr.Blocks:
+    detect, animate = make_handlers(animator, max_seconds)
     descriptions = presets.preset_descriptions()
     with gr.Blocks(title="Talking Heads", delete_cache=(OUTPUT_MAX_AGE_S, OUTPUT_MAX_AGE_S)) \
             as demo:
@@ -133,7 +141,7 @@ def build_demo(animator: Animator) -> gr.Blocks:
                                       for name, text in descriptions.items()],
                                      value="talking", label="Preset", elem_id="preset")
                 driving_video = gr.Video(label="Driving video (its audio is kept; first "
-                                         f"{MAX_DRIVING_SECONDS:g} s)", sources=["upload"],
+                                         f"{max_seconds:g} s)", sources=["upload"],
                                          elem_id="driving-video")
                 mode = gr.Radio([("Instant (feed-forward)", "ff"), ("Fine-tune", "ft")],
                                 value="ff", label="Mode", elem_id="mode")
@@ -150,11 +158,7 @@ def build_demo(animator: Animator) -> gr.Blocks:
         inputs = [photos, driving_source, preset, driving_video, mode, steps, relative, framing,
                   label]
         gr.Examples(
-            examples=[[[EXAMPLE_PHOTO], "preset", "talking", None, "ff", 100, True, "photo", True],
-                      [[EXAMPLE_PHOTO], "preset", "turning", None, "ff", 100, True, "crop", True],
-                      [[EXAMPLE_PHOTO], "preset", "nodding", None, "ft", 20, True, "photo",
-                       True]],
-            inputs=inputs, outputs=[output, notes], fn=animate, cache_examples=False,
+            examples=EXAMPLES, inputs=inputs, outputs=[output, notes], fn=animate, cache_examples=False,
             run_on_click=False, label="Examples (click one, then Animate)")
         photos.change(detect, photos, faces, api_name="detect")
         driving_video.upload(lambda _: "video", driving_video, driving_source,

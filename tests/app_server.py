@@ -1,0 +1,42 @@
+"""The Space launched on localhost with a tiny seeded model (shared by the app tests)."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from contextlib import contextmanager
+
+import torch
+
+from conftest import PROJECT_ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def launched_app(max_seconds: float = 0.4):
+    """Yield (demo, url) of app.py's Blocks serving a tiny untrained model."""
+    sys.path.insert(0, str(PROJECT_ROOT))
+    import app
+    from talking_heads.config import ModelConfig
+    from talking_heads.models import TalkingHeadModel
+    from talking_heads.pipeline import Animator
+    from talking_heads.weights import WeightsSource
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # shared 2-core machine: one thread is far faster under load
+    torch.manual_seed(0)
+    animator = Animator(TalkingHeadModel(ModelConfig.tiny()), WeightsSource("untrained", None))
+    demo = app.build_demo(animator, max_seconds=max_seconds)
+    port = free_port()
+    demo.queue(default_concurrency_limit=1).launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield demo, f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+        torch.set_num_threads(threads)

@@ -1,0 +1,109 @@
+"""The Space's public API, exercised with gradio_client against the app on localhost."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from talking_heads import video
+
+from app_server import launched_app
+from conftest import PROJECT_ROOT
+
+EXAMPLE = str(PROJECT_ROOT / "examples" / "astronaut.jpg")
+CLIP = "clips/sadtalker__WDA_KatieHill_000.mp4"  # train split, has audio
+
+
+@pytest.fixture(scope="module")
+def served():
+    with launched_app(max_seconds=0.4) as (demo, url):
+        yield demo, url
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    from gradio_client import Client
+
+    return Client(served[1], verbose=False)
+
+
+def test_readme_example_animate(client):
+    """The call documented in README.md ("Using the Space from Python")."""
+    from gradio_client import handle_file
+
+    video_path, notes = client.predict(
+        [handle_file(EXAMPLE)],   # photos of one person (1-8)
+        "preset",                 # driving: "preset" or "video"
+        "talking",                # preset name
+        None,                     # driving video (when driving == "video")
+        "ff",                     # mode: "ff" (instant) or "ft" (fine-tune)
+        100,                      # fine-tuning steps
+        True,                     # relative motion
+        "photo",                  # "photo": paste back; "crop": face crop only
+        True,                     # visible SYNTHETIC label
+        api_name="/animate")
+    info = video.probe(video_path)
+    assert info.video_codec == "h264" and info.num_frames == 12  # 0.4 s of a 30 fps preset
+    assert info.metadata["comment"] == video.SYNTHETIC_TAG
+    assert "UNTRAINED" in notes
+
+
+def test_uploaded_driving_video_keeps_audio(client, shared_data):
+    from gradio_client import handle_file
+
+    video_path, notes = client.predict(
+        [handle_file(EXAMPLE)], "video", "talking", handle_file(str(shared_data / CLIP)),
+        "ff", 100, True, "crop", False, api_name="/animate")
+    info = video.probe(video_path)
+    assert info.audio_codec == "aac" and info.num_frames == 10  # 0.4 s at 25 fps
+    assert "cut to its first" in notes
+
+
+def test_detect_shows_each_photo(client, photos_dir):
+    from gradio_client import handle_file
+
+    john = sorted((photos_dir / "John_Simm").glob("*.jpg"))[0]
+    gallery = client.predict([handle_file(EXAMPLE), handle_file(str(john))], api_name="/detect")
+    assert len(gallery) == 2
+    assert all("face" in item["caption"] for item in gallery)
+
+
+def test_errors_reach_the_caller(client, tmp_path):
+    import cv2
+    import numpy as np
+    from gradio_client import handle_file
+
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((80, 80, 3), 200, np.uint8))
+    with pytest.raises(Exception, match="no face found in photo 1"):
+        client.predict([handle_file(str(blank))], "preset", "talking", None, "ff", 100, True,
+                       "photo", True, api_name="/animate")
+    with pytest.raises(Exception, match="Upload a driving video"):
+        client.predict([handle_file(EXAMPLE)], "video", "talking", None, "ff", 100, True,
+                       "photo", True, api_name="/animate")
+
+
+def test_every_public_event_has_an_api_name(served, client):
+    demo, _ = served
+    for dependency in demo.config["dependencies"]:
+        if dependency.get("api_visibility", "public") == "public":
+            assert dependency["api_name"], dependency
+    api = client.view_api(return_format="dict", print_info=False)
+    assert set(api["named_endpoints"]) == {"/animate", "/detect"}
+    assert not api["unnamed_endpoints"]
+
+
+def test_examples_run(client):
+    """Every row of the app's gr.Examples goes through /animate."""
+    import app
+    from gradio_client import handle_file
+
+    examples = app.EXAMPLES
+    assert len(examples) >= 2
+    for photos, *rest in examples:
+        if rest[3] == "ft" and importlib.util.find_spec("talking_heads.perceptual") is None:
+            continue  # fine-tuning needs the content-loss networks
+        video_path, _ = client.predict([handle_file(p) for p in photos], *rest,
+                                       api_name="/animate")
+        assert video.probe(video_path).num_frames > 0
