@@ -107,3 +107,22 @@ def test_examples_run(client):
         video_path, _ = client.predict([handle_file(p) for p in photos], *rest,
                                        api_name="/animate")
         assert video.probe(video_path).num_frames > 0
+
+
+def test_readme_front_matter_configures_the_space():
+    import re
+
+    import gradio
+    from huggingface_hub import metadata_load
+
+    readme = PROJECT_ROOT / "README.md"
+    meta = metadata_load(readme)
+    pinned = re.search(r"^gradio==([\w.]+)\s*$", (PROJECT_ROOT / "requirements.txt").read_text(),
+                       re.MULTILINE).group(1)
+    assert meta["sdk"] == "gradio"
+    assert str(meta["sdk_version"]) == pinned == gradio.__version__
+    assert (PROJECT_ROOT / meta["app_file"]).is_file()
+    assert isinstance(meta["python_version"], str)
+    assert re.search(r'^python_version: "[\d.]+"$', readme.read_text(), re.MULTILINE)
+    text = readme.read_text()
+    assert "## Using the Space from Python" in text and 'api_name="/animate"' in text
