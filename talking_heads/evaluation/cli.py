@@ -37,8 +37,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--mode", nargs="+", choices=["ff", "ft"], default=["ff", "ft"])
     parser.add_argument("--out", type=Path, default=Path("metrics.json"), help="JSON report")
     parser.add_argument("--dump", type=Path, default=None, help="write PNGs for every frame here")
-    model = parser.add_mutually_exclusive_group(required=True)
-    model.add_argument("--checkpoint", help="model folder or Hugging Face repo id")
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument("--checkpoint", help="model folder or Hugging Face repo id (default: the "
+                                            "app's weights, see talking_heads.weights)")
     model.add_argument("--random-init", metavar="CONFIG",
                        help="untrained model of this ModelConfig preset (checks the machinery)")
     parser.add_argument("--ft-steps", type=int, default=100, help="fine-tuning steps for FT")
@@ -63,6 +64,15 @@ def _load_model(args: argparse.Namespace):
         return TalkingHeadModel(ModelConfig.preset(args.random_init)).eval(), None
     from talking_heads.training.checkpoint import load_discriminator
 
+    if args.checkpoint is None:
+        from talking_heads.weights import resolve_weights
+
+        source = resolve_weights()
+        if source.directory is None:
+            raise SystemExit("no trained weights found (checkpoints/ is empty and no Hub repo is "
+                             "configured); pass --checkpoint, or --random-init cpu to check "
+                             "the machinery with untrained weights")
+        args.checkpoint = str(source.directory)
     model = TalkingHeadModel.from_pretrained(args.checkpoint)
     discriminator = load_discriminator(args.checkpoint, model.config) if "ft" in args.mode \
         else None

@@ -1,0 +1,92 @@
+"""Seconds for 100 fine-tuning (FT) steps at T = 1 and T = 8 real crops (not a test).
+
+    python -m benchmarks.bench_finetune --config cpu [--steps 100] [--measure-steps N]
+
+FT as the app runs it: ``training.finetune.run_finetune`` with the paper's L_CNT (VGG16 +
+FaceNet) and a discriminator of the same config (random weights: speed does not depend on
+their values), ``FinetuneConfig()`` defaults. The T crops come from a real dev clip. One
+warm-up step is excluded (first-call allocation). With ``--measure-steps N < --steps`` only N
+steps are timed and the seconds for ``--steps`` are extrapolated linearly (and marked so in the
+JSON): the paper model needs many minutes per 100 steps on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.harness import DEFAULT_DATA, build_model, load_average, write_result
+from talking_heads.images import image_to_tensor
+from talking_heads.landmarks.align import crop_transform, smooth_transforms
+from talking_heads.landmarks.detector import get_detector
+from talking_heads.landmarks.rasterize import rasterize
+from talking_heads.models import ProjectionDiscriminator
+from talking_heads.training.config import FinetuneConfig
+from talking_heads.training.finetune import cached_content_loss, run_finetune
+from talking_heads.video import iter_frames
+
+CLIP = "clips/dpe__s.mp4"  # dev split, 256x256
+
+
+def real_crops(path: Path, count: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` crops x and landmark images y, spread over the clip's first 64 frames."""
+    detector = get_detector("dlib")
+    frames = list(iter_frames(path, max_frames=64))
+    picked = [frames[i] for i in np.linspace(0, len(frames) - 1, count).round().astype(int)]
+    points = [detector.detect(f).points for f in picked]
+    transforms = smooth_transforms([crop_transform(p, size) for p in points])
+    x = np.stack([t.warp_image(f) for t, f in zip(transforms, picked)])
+    y = np.stack([rasterize(t.points_to_crop(p), size) for t, p in zip(transforms, points)])
+    return image_to_tensor(x), image_to_tensor(y)  # (T, 3, S, S) each
+
+
+def time_finetune(model, discriminator, x, y, steps: int, content) -> float:
+    """Wall seconds of ``steps`` FT steps after one warm-up run of one step."""
+    run_finetune(model, x, y, 1, discriminator=discriminator, content=content)
+    start = time.perf_counter()
+    result = run_finetune(model, x, y, steps, discriminator=discriminator, content=content)
+    seconds = time.perf_counter() - start
+    assert result.steps == steps and not result.content_only
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="cpu", help="ModelConfig preset (random weights)")
+    parser.add_argument("--checkpoint", default=None, help="trained weights instead")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--measure-steps", type=int, default=None,
+                        help="time this many steps and extrapolate to --steps")
+    parser.add_argument("--shots", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    load_start = load_average()
+    model = build_model(args.config, args.checkpoint)
+    torch.manual_seed(0)
+    discriminator = ProjectionDiscriminator(model.config, num_videos=1).eval()
+    config = FinetuneConfig()
+    content = cached_content_loss(config.content_face)
+    measured = args.measure_steps or args.steps
+    seconds = {}
+    for t in args.shots:
+        x, y = real_crops(args.data / CLIP, t, model.config.image_size)
+        seconds[t] = time_finetune(model, discriminator, x, y, measured, content)
+    write_result(args.out, {
+        "benchmark": "finetune", "config": model.config.name,
+        "weights": args.checkpoint or "random init", "steps": args.steps,
+        "measured_steps": measured, "extrapolated": measured != args.steps,
+        "finetune_config": config.to_dict(),
+        "seconds_per_step": {f"T{t}": round(s / measured, 3) for t, s in seconds.items()},
+        "seconds_for_steps": {f"T{t}": round(s / measured * args.steps, 1)
+                              for t, s in seconds.items()},
+        "load_average_start": load_start})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
