@@ -94,12 +94,13 @@ def _real_frame(photos_dir: Path, size: int) -> torch.Tensor:
     return image_to_tensor(image)[None]  # (1, 3, S, S)
 
 
-@pytest.mark.slow
 def test_tiny_model_overfits_one_real_frame(photos_dir: Path) -> None:
-    """E + G learn to reproduce one real photo from a structure image within 300 Adam steps.
+    """E + G learn to reproduce one real photo from a structure image within 150 Adam steps.
 
     The structure image stands in for a landmark drawing: the photo's edges (Canny), so that
-    this test depends only on the networks. L1 must fall at least 4x from its starting value.
+    this test depends only on the networks. L1 must fall at least 8x from its starting value
+    (measured: 0.578 -> 0.046 mean of the last 10 steps, 12x). One thread: on the shared 2-core
+    machine two threads were up to 10x slower under load.
     """
     import cv2
 
@@ -112,12 +113,17 @@ def test_tiny_model_overfits_one_real_frame(photos_dir: Path) -> None:
     y = edges.expand(1, 3, -1, -1).contiguous()  # (1, 3, S, S)
     optimiser = torch.optim.Adam(model.parameters(), lr=2e-3, betas=(0.5, 0.999))
     losses = []
-    for _ in range(300):
-        e = model.embedder(x, y)
-        loss = (model.generator(y, model.generator.project(e)) - x).abs().mean()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(150):
+            e = model.embedder(x, y)
+            loss = (model.generator(y, model.generator.project(e)) - x).abs().mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+    finally:
+        torch.set_num_threads(threads)
     first, last = losses[0], float(np.mean(losses[-10:]))
-    assert last < first / 4, (first, last)
+    assert last < first / 8, (first, last)
