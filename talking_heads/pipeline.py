@@ -24,7 +24,8 @@ from talking_heads import presets, video
 from talking_heads.avatar import Avatar, NoFaceError
 from talking_heads.images import bgr_to_rgb, image_to_tensor, tensor_to_image, to_rgb_uint8
 from talking_heads.landmarks import retarget
-from talking_heads.landmarks.align import crop_transform, paste_back, smooth_transforms
+from talking_heads.landmarks.align import (CropTransform, crop_transform, paste_back,
+                                           smooth_transforms)
 from talking_heads.landmarks.detector import Detection, get_detector
 from talking_heads.landmarks.rasterize import rasterize
 from talking_heads.overlay import draw_face, draw_label
@@ -253,12 +254,31 @@ class Animator:
                                self.source.label)
 
 
+def paste_into_photo(photo: np.ndarray, crop: np.ndarray, transform: CropTransform) -> np.ndarray:
+    """``align.paste_back`` restricted to the crop's footprint in the photo (same pixels,
+    several times cheaper on large photos, since nothing outside the footprint changes)."""
+    size = transform.size
+    corners = transform.points_to_image(np.array([[0, 0], [size, 0], [0, size], [size, size]],
+                                                 np.float64) - 0.5)  # (4, 2)
+    height, width = photo.shape[:2]
+    x0, y0 = np.clip(np.floor(corners.min(axis=0)).astype(int) - 2, 0, [width, height])
+    x1, y1 = np.clip(np.ceil(corners.max(axis=0)).astype(int) + 3, 0, [width, height])
+    out = photo.copy()
+    if x1 <= x0 or y1 <= y0:
+        return out
+    shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
+    local = CropTransform(transform.matrix @ shift, size)  # sub-image pixels -> crop pixels
+    out[y0:y1, x0:x1] = paste_back(photo[y0:y1, x0:x1], crop, local)
+    return out
+
+
 def _compose(avatar: Avatar, crops: np.ndarray, options: AnimateOptions) -> list[np.ndarray]:
     """Generated crops (B, S, S, 3) -> output frames (pasted back or upscaled), labelled."""
     frames = []
     for crop in crops:
         if options.paste_back:
-            frame = paste_back(avatar.sources.photos[0], crop, avatar.sources.transforms[0])
+            frame = paste_into_photo(avatar.sources.photos[0], crop,
+                                     avatar.sources.transforms[0])
         else:
             side = max(MIN_CROP_OUTPUT, crop.shape[0])
             frame = cv2.resize(crop, (side, side), interpolation=cv2.INTER_CUBIC)

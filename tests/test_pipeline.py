@@ -174,3 +174,18 @@ def test_cli_reports_a_missing_face(tmp_path, capsys):
     code = pipeline.main(["--source", str(blank), "--preset", "talking", "--out",
                           str(tmp_path / "x.mp4"), "--max-seconds", "0.1"])
     assert code == 1 and "no face" in capsys.readouterr().err
+
+
+def test_footprint_paste_equals_full_paste_back(photo):
+    """The fast paste-back changes exactly what align.paste_back changes."""
+    from talking_heads.landmarks.align import crop_transform, paste_back
+    from talking_heads.landmarks.detector import get_detector
+
+    points = get_detector("dlib").detect(photo).points
+    for size, photo_in in ((64, photo), (128, photo[40:300, 100:400])):
+        shifted = points - ([100, 40] if photo_in is not photo else [0, 0])
+        transform = crop_transform(shifted, size)
+        crop = np.random.default_rng(size).integers(0, 256, (size, size, 3), dtype=np.uint8)
+        expected = paste_back(photo_in, crop, transform)
+        got = pipeline.paste_into_photo(photo_in, crop, transform)
+        assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
