@@ -190,8 +190,11 @@ def _train(cfg: TrainConfig, data_dir: Path | None, run_dir: Path, info: distrib
     stream = EpisodeStream(trainer.train_set, cfg, info, start_step=trainer.step)
     bar = tqdm(total=cfg.max_steps, initial=trainer.step, disable=not (progress and info.is_main),
                desc="meta-train", dynamic_ncols=True)
-    if resumed and info.is_main:
-        bar.write(f"resumed {run_dir} at step {trainer.step}")
+    if info.is_main:
+        trainer.log.write("start", trainer.step, world_size=info.world_size, resumed=resumed,
+                          device=str(info.device), threads=torch.get_num_threads())
+        if resumed:
+            bar.write(f"resumed {run_dir} at step {trainer.step}")
     losses = None
     try:
         while trainer.step < cfg.max_steps and not stop.requested:
@@ -262,6 +265,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--k", type=int, help="K, frames per episode")
     parser.add_argument("--d-steps", type=int, help="D updates per G update")
     parser.add_argument("--amp", choices=["auto", "bf16", "none"])
+    parser.add_argument("--workers", type=int, help="DataLoader workers per process")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
@@ -275,7 +279,7 @@ def main(argv: list[str]) -> int:
     else:
         cfg = TrainConfig.preset(args.config)
     overrides = {"max_steps": args.steps, "batch_size": args.batch_size, "k": args.k,
-                 "d_steps": args.d_steps, "amp": args.amp}
+                 "d_steps": args.d_steps, "amp": args.amp, "num_workers": args.workers}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     result = run(cfg, args.data, args.out, device=args.device, progress=not args.no_progress)
     print(f"stopped at step {result.step}; best dev SSIM {result.best_metric}; run {args.out}")

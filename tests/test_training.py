@@ -1,0 +1,227 @@
+"""Meta-learning loop, shared adversarial step, checkpoints/resume, fine-tuning (tiny models,
+real clips preprocessed by the project's own pipeline)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+
+from episode_data import SIZE, build_tiny_preprocessed
+from talking_heads.config import ModelConfig
+from talking_heads.data.dataset import EpisodeDataset, collate_episodes
+from talking_heads.losses import LossWeights
+from talking_heads.models import ProjectionDiscriminator, TalkingHeadModel
+from talking_heads.training.checkpoint import (DISCRIMINATOR_NAME, atomic_write,
+                                               load_discriminator, load_training_state,
+                                               save_training_state)
+from talking_heads.training.config import FinetuneConfig, TrainConfig
+from talking_heads.training.finetune import PlateauStop, run_finetune
+from talking_heads.training.meta_train import EpisodeGenerator, run
+from talking_heads.training.steps import (Generated, StepLosses, StepParts, adversarial_step,
+                                          build_content_loss)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Payload:
+    """Stands for arbitrary code a malicious checkpoint could make ``pickle`` run."""
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tiny nets gain nothing from threads, and lose a lot on a busy shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data_dir(shared_data, tmp_path_factory) -> Path:
+    return build_tiny_preprocessed(shared_data, tmp_path_factory.getbasetemp() / "tiny_data")
+
+
+@pytest.fixture(scope="module")
+def content() -> torch.nn.Module:
+    """The real L_CNT (VGG16 Caffe weights), without the face term to keep tests fast."""
+    return build_content_loss(use_face=False, weights=LossWeights())
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.named_parameters()}
+
+
+def _changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> bool:
+    return any(not torch.equal(before[k], v) for k, v in module.named_parameters())
+
+
+def test_meta_step_updates_e_g_then_d_with_paper_losses(data_dir, content):
+    cfg = ModelConfig.tiny()
+    dataset = EpisodeDataset(data_dir, "train", k=2, image_size=SIZE, seed=0)
+    batch = collate_episodes([dataset[0], dataset[1]])
+    torch.manual_seed(0)
+    model, disc = TalkingHeadModel(cfg), ProjectionDiscriminator(cfg, dataset.num_videos)
+    gen = EpisodeGenerator(model)
+    weights = LossWeights()
+    opt_g = torch.optim.Adam(model.parameters(), lr=5e-5, betas=(0.0, 0.999))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.0, 0.999))
+
+    def generate() -> Generated:
+        e, fake = gen(batch.frames, batch.landmarks, batch.target_landmarks)
+        w = disc.W(batch.video_index).detach()
+        return Generated(fake, weights.embedding_match * (e - w).abs().mean())
+
+    parts = StepParts(generate, judge=lambda x, y: disc(x, y, batch.video_index),
+                      discriminate=lambda x, y: disc(x, y, batch.video_index.repeat(2)),
+                      disc_params=list(disc.parameters()), opt_g=opt_g, opt_d=opt_d)
+    e_before, g_before, d_before = (_snapshot(m) for m in (model.embedder, model.generator, disc))
+    losses = adversarial_step(parts, batch.target_frame, batch.target_landmarks, content,
+                              weights, d_steps=0, content_size=None)
+    # The E/G update moves E and G (incl. P) but never D.
+    assert _changed(e_before, model.embedder) and _changed(g_before, model.generator)
+    assert not _changed(d_before, disc)
+    assert losses.content > 0 and losses.embedding_match > 0 and losses.feature_matching > 0
+    assert losses.generator == pytest.approx(losses.content + losses.adversarial
+                                             + losses.feature_matching + losses.embedding_match,
+                                             rel=1e-4)
+    losses = adversarial_step(parts, batch.target_frame, batch.target_landmarks, content,
+                              weights, d_steps=2, content_size=32)
+    assert _changed(d_before, disc)
+    assert losses.discriminator == pytest.approx(losses.disc_real + losses.disc_fake, rel=1e-4)
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.as_dict().values())
+
+
+def test_bf16_autocast_step_keeps_float32_weights(data_dir, content):
+    """The mixed-precision path (bf16 autocast; on GPU by default) on CPU, where it is opt-in."""
+    dev = EpisodeDataset(data_dir, "dev", k=2, image_size=SIZE, seed=0)[0]
+    torch.manual_seed(0)
+    model = TalkingHeadModel(ModelConfig.tiny())
+    disc = ProjectionDiscriminator(model.config, num_videos=1)
+    cfg = FinetuneConfig(batch_size=2, content_face=False, amp="bf16")
+    result = run_finetune(model, dev.frames, dev.landmarks, steps=2, discriminator=disc,
+                          config=cfg, content=content)
+    assert all(torch.isfinite(torch.tensor(v)) for r in result.losses for v in r.as_dict().values())
+    assert all(p.dtype == torch.float32 for p in result.generator.parameters())
+    assert result.losses[0].discriminator > 0
+
+
+def test_train_writes_samples_metrics_weights_and_resumes(data_dir, content, tmp_path):
+    cfg = dataclasses.replace(TrainConfig.tiny(), max_steps=2)
+    out = tmp_path / "run"
+    first = run(cfg, data_dir, out, device="cpu", progress=False, content=content)
+    assert first.step == 2
+    saved = load_training_state(out / "last.pt")
+    assert saved["step"] == 2 and "W.weight" in saved["discriminator"]
+    # Exported weights: E and G load as a TalkingHeadModel; D ships without the per-video W.
+    model = TalkingHeadModel.from_pretrained(out / "last")
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, saved["model"][key])
+    disc = load_discriminator(out / "last", model.config)
+    assert disc is not None and disc.W.weight.shape[0] == 1
+    torch.testing.assert_close(disc.w0, saved["discriminator"]["w0"])
+    assert (out / "best" / DISCRIMINATOR_NAME).is_file()
+
+    second = run(dataclasses.replace(cfg, max_steps=4), data_dir, out, device="cpu",
+                 progress=False, content=content)
+    assert second.step == 4
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["kind"] == "train"] == [1, 2, 3, 4]
+    dev = [r for r in log if r["kind"] == "dev"]
+    assert [r["step"] for r in dev] == [2, 4]
+    assert all(0.0 < r["l1"] < 2.0 and -1.0 <= r["ssim"] <= 1.0 and r["psnr"] > 0 for r in dev)
+    grid = cv2.imread(str(out / "samples" / "step_00000004_dev.png"))
+    assert grid.shape == (cfg.dev_episodes * SIZE, 3 * SIZE, 3)
+    # Column 1 is the landmark image (mostly black), column 3 the real frame (not black).
+    assert grid[:, :SIZE].mean() < 40 and grid[:, 2 * SIZE:].mean() > 40
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(data_dir, tmp_path):
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "talking_heads", "train", "--data", str(data_dir),
+               "--config", "tiny", "--out", str(out), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command + ["--steps", "1000"], cwd=PROJECT_ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (out / "last.pt").is_file():
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, "no checkpoint written"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)  # no chance to save anything more
+    process.wait()
+    killed_at = load_training_state(out / "last.pt")["step"]
+    assert killed_at >= 2
+    assert not list(out.glob(".last.pt.*"))  # no half-written temp file replaced it
+    done = subprocess.run(command + ["--steps", str(killed_at + 2)], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert load_training_state(out / "last.pt")["step"] == killed_at + 2
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()
+             if json.loads(line)["kind"] == "train"]
+    assert steps[-2:] == [killed_at + 1, killed_at + 2]
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
+    path = tmp_path / "state.pt"
+    save_training_state(path, {"step": 1, "w": torch.ones(3)})
+
+    def broken(temp: Path) -> None:
+        temp.write_bytes(b"half a checkpoint")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, broken)
+    assert load_training_state(path)["step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.pt"]
+
+
+def test_training_state_loader_refuses_pickled_code(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"step": 1, "payload": Payload()}, path)
+    with pytest.raises(Exception, match="[Ww]eights only"):
+        load_training_state(path)
+
+
+def test_finetune_fits_the_person_and_leaves_the_model_alone(data_dir, content):
+    dev = EpisodeDataset(data_dir, "dev", k=2, image_size=SIZE, seed=0)[0]
+    torch.manual_seed(0)
+    model = TalkingHeadModel(ModelConfig.tiny())
+    disc = ProjectionDiscriminator(model.config, num_videos=2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = FinetuneConfig(lr_g=1e-3, batch_size=2, content_face=False)
+    result = run_finetune(model, dev.frames, dev.landmarks, steps=15, discriminator=disc,
+                          config=cfg, content=content)
+    assert result.steps == 15 and not result.content_only and not result.stopped_early
+    first, last = result.losses[0].content, min(r.content for r in result.losses[-3:])
+    assert last < 0.9 * first, (first, last)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[key])
+    with torch.no_grad():
+        out = result.generator(dev.landmarks)
+    assert out.shape == dev.frames.shape
+
+
+def test_plateau_stop_waits_for_a_flat_loss():
+    stop = PlateauStop(patience=3, min_delta=0.01, smoothing=0.0)
+    falling = [stop(i, StepLosses(content=1.0 - 0.1 * i)) for i in range(5)]
+    assert not any(falling)
+    flat = [stop(5 + i, StepLosses(content=0.6)) for i in range(3)]
+    assert flat == [False, False, True]
+
+
+def test_train_config_round_trips_through_json():
+    cfg = TrainConfig.cpu()
+    again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+    with pytest.raises(ValueError, match="unknown"):
+        TrainConfig.from_dict({"learning_rate": 1.0})
