@@ -22,6 +22,7 @@ import torch
 
 from talking_heads import presets, video
 from talking_heads.avatar import Avatar, NoFaceError
+from talking_heads.evaluation.identity import SAME_PERSON_DISTANCE
 from talking_heads.images import bgr_to_rgb, image_to_tensor, tensor_to_image, to_rgb_uint8
 from talking_heads.landmarks import retarget
 from talking_heads.landmarks.align import (CropTransform, crop_transform, paste_back,
@@ -200,6 +201,7 @@ class Animator:
         self.source = source
         self.detector = detector or get_detector("dlib")
         self.discriminator = discriminator
+        self._identity = None  # dlib face descriptor, loaded when several photos are given
 
     @classmethod
     def from_environment(cls, device: torch.device | str | None = None) -> "Animator":
@@ -212,6 +214,25 @@ class Animator:
     def weights_label(self) -> str:
         return self.source.label
 
+    def _identity_notes(self, photos: list[np.ndarray], detections: list[Detection]) -> list[str]:
+        """Warn when a photo seems to show someone else than photo 1 (dlib's descriptor and
+        its 0.6 verification distance; a warning only, since recognition can be wrong)."""
+        if len(photos) < 2:
+            return []
+        if self._identity is None:
+            from talking_heads.evaluation.identity import FaceIdentity
+
+            self._identity = FaceIdentity()
+        descriptors = [self._identity.descriptor(photo, detection.box)
+                       for photo, detection in zip(photos, detections)]
+        notes = []
+        for index, descriptor in enumerate(descriptors[1:], start=2):
+            distance = float(np.linalg.norm(descriptor - descriptors[0]))
+            if distance >= SAME_PERSON_DISTANCE:
+                notes.append(f"photo {index} may show a different person than photo 1 (face "
+                             f"descriptor distance {distance:.2f} >= {SAME_PERSON_DISTANCE})")
+        return notes
+
     def animate(self, photos: list[np.ndarray], driving: Driving, out_path: str | Path,
                 options: AnimateOptions = AnimateOptions(),
                 progress: Progress | None = None) -> AnimationResult:
@@ -223,12 +244,15 @@ class Animator:
         photos = [limit_side(to_rgb_uint8(p), options.max_output_side) for p in photos]
         detector = CachedDetector(self.detector)
         report(0.02, "detect: finding faces and landmarks")
+        detections = []
         for index, photo in enumerate(photos, start=1):
             detection = detector.detect(photo)
             if not detection.found:
                 raise NoFaceError(f"no face found in photo {index}")
             if detection.num_faces > 1:
                 notes.append(f"photo {index}: {detection.num_faces} faces, the largest is used")
+            detections.append(detection)
+        notes += self._identity_notes(photos, detections)
         detect_end = time.perf_counter()
         adapt_share = 0.45 if options.mode == "ft" else 0.05
 

@@ -142,10 +142,14 @@ def test_real_driving_clip_keeps_its_audio(animator, shared_data, tmp_path):
     assert audio.duration == pytest.approx(1.0, abs=0.1) and np.abs(audio.samples).max() > 0.01
 
 
-def test_several_photos_of_one_person(animator, photos_dir, tmp_path):
-    photos = [pipeline.load_photo(p) for p in sorted((photos_dir / "John_Salley").glob("*"))[:3]]
-    result = animator.animate(photos, _short_preset(frames=2), tmp_path / "m.mp4")
+def test_several_photos_and_a_warning_for_someone_else(animator, photos_dir, tmp_path):
+    same = [pipeline.load_photo(p) for p in sorted((photos_dir / "John_Salley").glob("*"))[:3]]
+    result = animator.animate(same, _short_preset(frames=2), tmp_path / "m.mp4")
     assert result.frames == 2
+    assert not any("different person" in note for note in result.notes)
+    other = pipeline.load_photo(sorted((photos_dir / "John_Simm").glob("*"))[0])
+    result = animator.animate(same[:2] + [other], _short_preset(frames=2), tmp_path / "d.mp4")
+    assert any("photo 3 may show a different person" in note for note in result.notes)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("talking_heads.perceptual") is None,
