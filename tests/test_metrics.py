@@ -87,3 +87,16 @@ def test_frechet_distance_of_gaussians():
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
     # Scaled by 2: Tr(S + 4S - 2 * 2S) = Tr(S) = 4 per unit variance.
     assert frechet_distance(a, 2 * a) == pytest.approx(4.0 + np.sum(a.mean(0) ** 2), rel=0.05)
+
+
+def test_vgg_perceptual_distance_ranks_degradations(photos_dir):
+    from talking_heads.evaluation.perceptual import load_vgg_features
+    from talking_heads.evaluation.scoring import perceptual_distance
+
+    vgg = load_vgg_features(size=64)
+    clean, other = _photo(photos_dir), _photo(photos_dir, index=20)
+    blurred = cv2.GaussianBlur(clean, (7, 7), 2.0)
+    ref = vgg.features(clean[None])
+    assert perceptual_distance(vgg.features(clean[None]), ref) == 0.0
+    assert 0.0 < perceptual_distance(vgg.features(blurred[None]), ref) < \
+        perceptual_distance(vgg.features(other[None]), ref)

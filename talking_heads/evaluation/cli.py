@@ -48,7 +48,11 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="landmark cache (default: $XDG_CACHE_HOME/talking_heads/...)")
     parser.add_argument("--no-vgg", action="store_true", help="skip the VGG perceptual distance")
+    parser.add_argument("--vgg-size", type=int, default=None,
+                        help="resize to this side for the VGG distance (default: model's)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's; 1 is faster on a busy CPU)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -79,15 +83,12 @@ def _load_model(args: argparse.Namespace):
     return model, discriminator
 
 
-def _feature_net(args: argparse.Namespace):
+def _feature_net(args: argparse.Namespace, device: str):
     if args.no_vgg:
         return None
-    try:
-        from talking_heads.evaluation.perceptual import load_vgg_features
-    except ImportError as error:
-        print(f"note: VGG perceptual distance skipped ({error})", file=sys.stderr)
-        return None
-    return load_vgg_features()
+    from talking_heads.evaluation.perceptual import load_vgg_features
+
+    return load_vgg_features(size=args.vgg_size, device=device)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,10 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" \
         else args.device
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model, discriminator = _load_model(args)
     reenactor = ModelReenactor(model, discriminator, ft_steps=args.ft_steps, device=device)
-    scorer = Scorer(get_detector(args.detector), feature_net=_feature_net(args))
+    scorer = Scorer(get_detector(args.detector), feature_net=_feature_net(args, device))
     settings = EvalSettings(shots=tuple(args.shots), modes=tuple(args.mode), frames=args.frames,
                             dump_dir=args.dump, cache_dir=args.cache_dir or _default_cache())
     results = []
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                      "ft_discriminator": discriminator is not None, "device": device,
                      "vgg": scorer.feature_net.name if scorer.feature_net else None,
                      "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch "
-                                f"{torch.__version__}"},
+                                f"{torch.__version__}, {torch.get_num_threads()} threads"},
         "aggregate": table,
         "clips": [clip_entry(r) for r in results],
         "seconds": round(time.perf_counter() - started, 1),

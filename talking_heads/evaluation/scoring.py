@@ -88,25 +88,25 @@ class Scorer:
     def _analyse(self, image: np.ndarray, fallback_box: Box):
         detection = self.detector.detect(image)
         box = detection.box if detection.found else fallback_box
-        return detection, self.identity.descriptor(image, box)
+        features = None if self.feature_net is None else self.feature_net.features(image[None])
+        return detection, self.identity.descriptor(image, box), features
 
     def score(self, image: np.ndarray, reference: Reference, memo_key=None) -> FrameScores:
         """Scores of the generated crop ``image`` against ``reference``."""
         if memo_key is not None and memo_key in self._memo:
-            detection, descriptor = self._memo[memo_key]
+            detection, descriptor, features = self._memo[memo_key]
         else:
-            detection, descriptor = self._analyse(image, reference.box)
+            detection, descriptor, features = self._analyse(image, reference.box)
             if memo_key is not None:
-                self._memo[memo_key] = (detection, descriptor)
+                self._memo[memo_key] = (detection, descriptor, features)
         csim = same = NAN
         if descriptor is not None and reference.descriptor is not None:
             csim = cosine_similarity(descriptor, reference.descriptor)
             same = float(same_person(descriptor, reference.descriptor))
         error = landmark_error(detection.points, reference.points) if detection.found else NAN
         perceptual = NAN
-        if self.feature_net is not None and reference.features is not None:
-            perceptual = perceptual_distance(self.feature_net.features(image[None]),
-                                             reference.features)
+        if features is not None and reference.features is not None:
+            perceptual = perceptual_distance(features, reference.features)
         return FrameScores(ssim=ssim(image, reference.image), psnr=psnr(image, reference.image),
                            perceptual=perceptual, csim=csim, landmark_error=error,
                            face_found=bool(detection.found), same_identity=same,
