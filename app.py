@@ -161,8 +161,10 @@ def build_demo(animator: Animator, max_seconds: float = MAX_DRIVING_SECONDS) -> 
             examples=EXAMPLES, inputs=inputs, outputs=[output, notes], fn=animate, cache_examples=False,
             run_on_click=False, label="Examples (click one, then Animate)")
         photos.change(detect, photos, faces, api_name="detect")
+        # UI conveniences: choosing a driving input also selects it as the driving source.
         driving_video.upload(lambda _: "video", driving_video, driving_source,
                              api_visibility="private")
+        preset.select(lambda: "preset", None, driving_source, api_visibility="private")
         button.click(animate, inputs, [output, notes], api_name="animate")
     return demo
 
