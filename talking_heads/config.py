@@ -37,7 +37,16 @@ class ModelConfig:
 
     @classmethod
     def cpu(cls) -> "ModelConfig":
-        """The CPU-trainable preset (see README of models for measured size and speed)."""
+        """The CPU-trainable preset: 128 px, channels 32..256, N = 256, 3 bottleneck blocks.
+
+        Measured on the 2-core development CPU (benchmarks/bench_generator.py): E 2.48M,
+        G 1.97M, V 3.66M parameters; G costs 2.92 GFLOPs per frame (paper preset: 62.9) and ran
+        at 38-40 ms per frame at batch 1 when the machine was quiet (load ~2), i.e. ~25 fps;
+        under the load of parallel jobs (load 7-8) the same call took 270-700 ms. 256 px at
+        these widths would cost ~4x the FLOPs in G, E and V and ~4x in the VGG/FaceNet content
+        loss per training step, which the ~1.5 CPU-hour meta-training budget cannot afford, so
+        the preset renders 128 px and the pipeline upsamples.
+        """
         return cls(name="cpu", image_size=128, base_channels=32, max_channels=256, embed_dim=256,
                    embedder_blocks=5, encoder_blocks=3, num_res_blocks=3, attention_size=16,
                    decoder_attention_size=32)

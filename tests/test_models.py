@@ -184,3 +184,13 @@ def test_finetune_modules_start_from_the_meta_learned_state() -> None:
     names = {n for n, _ in adapted.named_parameters()}
     assert "psi" in names and any(n.startswith("generator.") for n in names)
     assert "w" in {n for n, _ in head.named_parameters()}
+
+
+@pytest.mark.parametrize("name", ["paper", "cpu", "tiny"])
+def test_config_round_trips_and_rejects_unknown_fields(name: str) -> None:
+    cfg = ModelConfig.preset(name)
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError):
+        ModelConfig.from_dict({**cfg.to_dict(), "mystery": 1})
+    with pytest.raises(ValueError):
+        ModelConfig.preset("huge")
