@@ -139,3 +139,23 @@ def test_face_alignment_backend_runs_its_real_code_path(fan_torch_home, photos, 
     assert (result.points[:, 0] > x0 - side).all() and (result.points[:, 0] < x1 + side).all()
     assert (result.points[:, 1] > y0 - side).all() and (result.points[:, 1] < y1 + side).all()
     assert not fan.detect(skimage.data.coffee()).found
+
+
+def test_tracking_near_the_previous_box_matches_full_frame_detection(dlib_detector,
+                                                                      shared_data: Path):
+    from talking_heads.video import iter_frames
+
+    frames = list(iter_frames(shared_data / "clips" / "liveportrait__s18.mp4", max_frames=20))
+    box = None
+    for frame in frames:
+        full = dlib_detector.detect(frame)
+        tracked = dlib_detector.detect(frame, near=box)
+        assert full.found and tracked.found
+        inter_ocular = np.linalg.norm(full.points[36] - full.points[45])
+        error = np.linalg.norm(tracked.points - full.points, axis=1)
+        assert np.median(error) < 0.05 * inter_ocular
+        box = tracked.box
+    # A stale hint far from the face (top-left corner) falls back to the whole frame.
+    lost = dlib_detector.detect(frames[-1], near=(0.0, 0.0, 60.0, 60.0))
+    assert lost.found
+    assert np.linalg.norm(lost.points - dlib_detector.detect(frames[-1]).points, axis=1).max() < 1

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import multiprocessing
 import os
 import shutil
 import sys
@@ -90,9 +91,11 @@ def detect_clip(path: Path, detector, min_face: float = MIN_FACE):
 
     frames, points, boxes, indices = [], [], [], []
     counts = {"total_frames": 0, "small_face_frames": 0, "multi_face_frames": 0}
+    previous = None  # last frame's box: where to look first (each frame is still detected)
     for index, frame in enumerate(iter_frames(path)):
         counts["total_frames"] += 1
-        result = detector.detect(frame)
+        result = detector.detect(frame, near=previous)
+        previous = result.box
         if not result.found:
             continue
         if np.ptp(result.points, axis=0).max() < min_face:
@@ -233,7 +236,10 @@ def run(specs: list[ClipSpec], out: Path, size: int = 256, workers: int = 2,
     results: list[ClipResult] = []
     bar = tqdm(total=sum(s.frames_hint for s in todo), unit="frame", disable=not progress,
                desc="preprocess")
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
+    # "spawn": forking a process that already runs threads (torch, OpenMP, a test runner)
+    # can deadlock the child on a lock held by a thread that does not exist there.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
                              initargs=(detector_name,)) as pool:
         futures = {pool.submit(process_clip, spec, out, size): spec for spec in todo}
         for future in as_completed(futures):
