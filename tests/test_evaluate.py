@@ -98,9 +98,9 @@ def test_landmark_cache_is_reused(tight_clip, tmp_path):
         def __init__(self):
             self.inner, self.calls = get_detector("dlib"), 0
 
-        def detect(self, image):
+        def detect(self, image, near=None):
             self.calls += 1
-            return self.inner.detect(image)
+            return self.inner.detect(image, near=near)
 
     detector = Counting()
     path = tight_clip.parent / "videos" / "tight.mp4"

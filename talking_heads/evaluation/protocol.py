@@ -23,7 +23,7 @@ from talking_heads.landmarks.detector import LandmarkDetector
 from talking_heads.landmarks.rasterize import rasterize
 from talking_heads.video import iter_frames
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: detection near the previous frame's box, as in preprocessing
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,11 @@ def clip_landmarks(path: str | Path, detector: LandmarkDetector,
     if cache is not None and cache.is_file():
         with np.load(cache) as data:
             return data["points"]
-    points = []
+    points, previous_box = [], None
     for frame in iter_frames(path):
-        detection = detector.detect(frame)
+        # As preprocessing does: search near the previous face first (whole frame if absent).
+        detection = detector.detect(frame, near=previous_box)
+        previous_box = detection.box if detection.found else None
         points.append(detection.points if detection.found else np.full((68, 2), np.nan))
     if not points:
         raise ValueError(f"no frames could be decoded from {path}")
