@@ -58,14 +58,14 @@ class EpisodeStream:
 
     def __init__(self, dataset, cfg: TrainConfig, info: DistInfo, start_step: int = 0) -> None:
         seed = (cfg.seed * 1_000_003 + info.rank * 7919 + start_step) % 2**31
-        torch.manual_seed(seed)  # base seed of the DataLoader workers
-        np.random.seed(seed)
+        np.random.seed(seed)  # frame choice and augmentation when loading in this process
         random.seed(seed)
         self._loader = DataLoader(
             dataset, batch_size=cfg.batch_size, sampler=RandomVideoSampler(len(dataset), seed),
             collate_fn=collate, num_workers=cfg.num_workers, drop_last=True,
             worker_init_fn=_seed_worker, persistent_workers=cfg.num_workers > 0,
-            prefetch_factor=2 if cfg.num_workers > 0 else None)
+            prefetch_factor=2 if cfg.num_workers > 0 else None,
+            generator=torch.Generator().manual_seed(seed))  # base seed of the workers
         self._iter = iter(self._loader)
 
     def __next__(self):

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import signal
+import threading
 from pathlib import Path
 
 import torch
@@ -202,12 +203,14 @@ def _train(cfg: TrainConfig, data_dir: Path | None, run_dir: Path, info: distrib
             trainer.step += 1
             bar.update(1)
             _periodic(trainer, losses, bar)
-    finally:  # also on Ctrl-C / SIGTERM: keep the progress made so far
+    except KeyboardInterrupt:  # Ctrl-C: keep the progress made so far, like SIGTERM
+        stop.requested = True
+    finally:  # other errors (e.g. a non-finite loss) leave the last good checkpoint alone
         stream.close()
         stop.restore()
         bar.close()
-        if losses is not None:
-            trainer.save("last")
+    if losses is not None:
+        trainer.save("last")
     distributed.barrier(info)
     distributed.cleanup(info)
     return TrainResult(trainer.step, losses, trainer.best_metric, run_dir)
@@ -245,13 +248,16 @@ class _StopFlag:
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():  # signals: main thread only
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
 
     def _handle(self, signum, frame) -> None:
         self.requested = True
 
     def restore(self) -> None:
-        signal.signal(signal.SIGTERM, self._previous)
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -266,6 +272,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--d-steps", type=int, help="D updates per G update")
     parser.add_argument("--amp", choices=["auto", "bf16", "none"])
     parser.add_argument("--workers", type=int, help="DataLoader workers per process")
+    parser.add_argument("--threads", type=int, help="torch threads per process (0: auto)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
@@ -279,7 +286,8 @@ def main(argv: list[str]) -> int:
     else:
         cfg = TrainConfig.preset(args.config)
     overrides = {"max_steps": args.steps, "batch_size": args.batch_size, "k": args.k,
-                 "d_steps": args.d_steps, "amp": args.amp, "num_workers": args.workers}
+                 "d_steps": args.d_steps, "amp": args.amp, "num_workers": args.workers,
+                 "threads": args.threads}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     result = run(cfg, args.data, args.out, device=args.device, progress=not args.no_progress)
     print(f"stopped at step {result.step}; best dev SSIM {result.best_metric}; run {args.out}")
