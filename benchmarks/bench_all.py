@@ -56,12 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", nargs="+", default=["cpu", "paper"])
     parser.add_argument("--checkpoint", default=None, help="trained weights for the cpu config")
     parser.add_argument("--paper-ft-steps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "benchmarks" / "results.json")
     args = parser.parse_args(argv)
     load_start = load_average()
     results = {}
     for config in args.configs:
-        common = ["--config", config]
+        common = ["--config", config, "--threads", str(args.threads)]
         if args.checkpoint and config == "cpu":
             common += ["--checkpoint", args.checkpoint]
         ft_extra = ["--measure-steps", str(args.paper_ft_steps)] if config == "paper" else []

@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from benchmarks.harness import DEFAULT_DATA, build_model, load_average, write_result
 from talking_heads.landmarks.detector import get_detector
 from talking_heads.pipeline import AnimateOptions, Animator, driving_from_video, load_photo
@@ -32,8 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--mode", choices=["ff", "ft"], default="ff")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     load_start = load_average()
     model = build_model(args.config, args.checkpoint)
     source = WeightsSource("bundled" if args.checkpoint else "untrained",

@@ -63,8 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measure-steps", type=int, default=None,
                         help="time this many steps and extrapolate to --steps")
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     load_start = load_average()
     model = build_model(args.config, args.checkpoint)
     torch.manual_seed(0)

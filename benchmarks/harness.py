@@ -30,9 +30,23 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> str:
+    """The vector extensions that matter for torch's CPU kernels."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return " ".join(f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
+                                if f in flags)
+    except OSError:
+        pass
+    return ""
+
+
 def machine_info() -> dict:
     """What the numbers were measured on."""
     info = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
+            "cpu_flags": cpu_flags(),
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
             "platform": platform.platform()}
     if torch.cuda.is_available():
