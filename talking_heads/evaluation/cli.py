@@ -10,6 +10,7 @@ Example (the dev split of the shared data, FF and FT at T = 1, 8, 32)::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -43,6 +44,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     model.add_argument("--random-init", metavar="CONFIG",
                        help="untrained model of this ModelConfig preset (checks the machinery)")
     parser.add_argument("--ft-steps", type=int, default=100, help="fine-tuning steps for FT")
+    parser.add_argument("--ft-batch", type=int, default=None,
+                        help="frames per FT step (default: FinetuneConfig's, as the app uses)")
     parser.add_argument("--detector", default="dlib", help="landmark backend (as in training)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N clips")
     parser.add_argument("--cache-dir", type=Path, default=None,
@@ -114,7 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model, discriminator = _load_model(args)
-    reenactor = ModelReenactor(model, discriminator, ft_steps=args.ft_steps, device=device)
+    from talking_heads.training.config import FinetuneConfig
+
+    ft_config = FinetuneConfig() if args.ft_batch is None else \
+        dataclasses.replace(FinetuneConfig(), batch_size=args.ft_batch)
+    reenactor = ModelReenactor(model, discriminator, ft_steps=args.ft_steps, ft_config=ft_config,
+                               device=device)
     scorer = Scorer(get_detector(args.detector), feature_net=_feature_net(args, device))
     settings = EvalSettings(shots=tuple(args.shots), modes=tuple(args.mode), frames=args.frames,
                             dump_dir=args.dump, cache_dir=args.cache_dir or _default_cache())
@@ -127,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "protocol": {"manifest": str(args.manifest), "split": args.split, "shots": args.shots,
                      "frames": args.frames, "modes": args.mode, "ft_steps": args.ft_steps,
+                     "ft_config": ft_config.to_dict(),
                      "detector": args.detector, "model": args.checkpoint or
                      f"random-init:{args.random_init}", "model_config": model.config.to_dict(),
                      "ft_discriminator": discriminator is not None, "device": device,
