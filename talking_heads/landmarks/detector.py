@@ -149,7 +149,7 @@ class DlibDetector:
         scale = min(1.0, self.detect_max_side / max(gray.shape))
         return self._hog(gray, (0, 0), scale, True)
 
-    def points_in_box(self, image_rgb: np.ndarray, box: tuple[float, ...]) -> np.ndarray:
+    def points_in_box(self, image_rgb: np.ndarray, box: Box) -> np.ndarray:
         """Shape predictor at full resolution inside ``box`` -> float32 (68, 2)."""
         rect = self._dlib.rectangle(*(int(round(v)) for v in box))
         shape = self._predictor(np.ascontiguousarray(image_rgb), rect)
@@ -200,6 +200,8 @@ class FaceAlignmentDetector:
         _ensure_fan_weights(download)
         self._boxes = DlibDetector()
         # The "folder" detector loads nothing; boxes are always passed in as detected_faces.
+        # HOG boxes are what face-alignment's own "dlib" detector option feeds FAN as well
+        # (same default reference scale), so FAN sees the crops it does with that option.
         self._fan = face_alignment.FaceAlignment(
             face_alignment.LandmarksType.TWO_D, device=device, flip_input=flip_input,
             face_detector="folder", compile=False)
