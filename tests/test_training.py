@@ -26,7 +26,9 @@ from talking_heads.training.checkpoint import (DISCRIMINATOR_NAME, atomic_write,
                                                save_training_state)
 from talking_heads.training.config import FinetuneConfig, TrainConfig
 from talking_heads.training.finetune import PlateauStop, run_finetune
-from talking_heads.training.meta_train import EpisodeGenerator, run
+from talking_heads.training import distributed
+from talking_heads.training.meta_train import EpisodeGenerator, MetaTrainer, open_datasets, run
+from talking_heads.training.monitor import JsonlLog
 from talking_heads.training.steps import (Generated, StepLosses, StepParts, adversarial_step,
                                           build_content_loss)
 
@@ -169,6 +171,33 @@ def test_killed_run_resumes_from_its_last_checkpoint(data_dir, tmp_path):
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()
              if json.loads(line)["kind"] == "train"]
     assert steps[-2:] == [killed_at + 1, killed_at + 2]
+
+
+def test_resume_after_the_data_folder_gained_clips(data_dir, content, tmp_path):
+    """The long run may start before preprocessing has finished: W rows follow their clips."""
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for clip in ("styletalk__spata_clip1", "lipnet__pwij3p"):
+        (partial / clip).symlink_to(data_dir / clip)
+    cfg = dataclasses.replace(TrainConfig.tiny(), max_steps=2)
+    out = tmp_path / "run"
+    run(cfg, partial, out, device="cpu", progress=False, content=content)
+    before = load_training_state(out / "last.pt")
+    assert before["clip_ids"] == ["styletalk__spata_clip1"]
+    (partial / "styletalk__furious_talk2_clip1").symlink_to(data_dir / "styletalk__furious_talk2_clip1")
+
+    info = distributed.setup("cpu")
+    trainer = MetaTrainer(cfg, *open_datasets(partial, cfg), out, info, content)
+    assert trainer.train_set.clip_ids == ["styletalk__furious_talk2_clip1",
+                                          "styletalk__spata_clip1"]
+    assert trainer.resume() and trainer.step == 2
+    torch.testing.assert_close(trainer.disc.W.weight[1], before["discriminator"]["W.weight"][0])
+    w_index = [p is trainer.disc.W.weight for p in trainer.disc.parameters()].index(True)
+    moments = trainer.opt_d.state_dict()["state"][w_index]["exp_avg"]
+    torch.testing.assert_close(moments[1], before["opt_d"]["state"][w_index]["exp_avg"][0])
+    assert moments[0].abs().sum() == 0  # the new clip starts without Adam history
+    record = [r for r in JsonlLog(out / "log.jsonl").read("clips_changed")]
+    assert record and record[0]["before"] == 1 and record[0]["after"] == 2
 
 
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):

@@ -105,3 +105,28 @@ def export_weights(directory: Path, model: TalkingHeadModel,
     text = json.dumps(info, indent=2, sort_keys=True) + "\n"
     atomic_write(directory / "training.json", lambda temp: temp.write_text(text))
     return directory
+
+
+def remap_video_rows(state: dict, old_ids: list[str], new_ids: list[str],
+                     fresh_w: torch.Tensor, w_index: int) -> dict:
+    """Resume after the training set changed (e.g. preprocessing finished more clips).
+
+    W has one row per training video, in ``clip_ids`` order. Rows of clips still present move
+    to their new index (with their Adam moments); new clips keep ``fresh_w``'s initial rows and
+    zero moments. ``w_index``: position of W among D's parameters (its optimiser state key)."""
+    old_pos = {clip: i for i, clip in enumerate(old_ids)}
+    keep_new = [i for i, clip in enumerate(new_ids) if clip in old_pos]
+    keep_old = [old_pos[new_ids[i]] for i in keep_new]
+
+    def remap(old: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
+        out = fresh.clone().to(old.device, old.dtype)  # (len(new_ids), N)
+        out[keep_new] = old[keep_old]
+        return out
+
+    disc = state["discriminator"]
+    disc["W.weight"] = remap(disc["W.weight"], fresh_w)
+    moments = state["opt_d"]["state"].get(w_index)
+    if moments is not None:
+        for key in ("exp_avg", "exp_avg_sq"):
+            moments[key] = remap(moments[key], torch.zeros_like(fresh_w))
+    return state

@@ -28,7 +28,7 @@ from talking_heads.losses import LossWeights, embedding_match_loss
 from talking_heads.models import ProjectionDiscriminator, TalkingHeadModel
 from talking_heads.training import distributed
 from talking_heads.training.checkpoint import (export_weights, load_training_state,
-                                               save_training_state)
+                                               remap_video_rows, save_training_state)
 from talking_heads.training.config import TrainConfig
 from talking_heads.training.episodes import EpisodeStream, fixed_episodes, to_device
 from talking_heads.training.monitor import JsonlLog, dev_metrics, sample_grid, write_png
@@ -93,7 +93,8 @@ class MetaTrainer:
         return {"step": self.step, "best_metric": self.best_metric,
                 "model": self.model.state_dict(), "discriminator": self.disc.state_dict(),
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "torch_rng": torch.get_rng_state(), "config": json.dumps(self.cfg.to_dict())}
+                "torch_rng": torch.get_rng_state(), "config": json.dumps(self.cfg.to_dict()),
+                "clip_ids": list(getattr(self.train_set, "clip_ids", []))}
 
     def resume(self) -> bool:
         """Load ``last.pt`` if the run dir has one; returns whether it did."""
@@ -101,6 +102,13 @@ class MetaTrainer:
         if not path.is_file():
             return False
         state = load_training_state(path, map_location=self.info.device)
+        old_ids, new_ids = state.get("clip_ids", []), list(getattr(self.train_set, "clip_ids", []))
+        if old_ids and new_ids and old_ids != new_ids:  # the data folder gained/lost clips
+            w_index = [p is self.disc.W.weight for p in self.disc.parameters()].index(True)
+            remap_video_rows(state, old_ids, new_ids, self.disc.W.weight.detach(), w_index)
+            if self.info.is_main:
+                self.log.write("clips_changed", int(state["step"]), before=len(old_ids),
+                               after=len(new_ids), kept=len(set(old_ids) & set(new_ids)))
         self.model.load_state_dict(state["model"])
         self.disc.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])

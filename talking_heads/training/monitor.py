@@ -9,6 +9,7 @@ definitions of ``talking_heads.evaluation.metrics``).
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -77,14 +78,14 @@ def write_png(path: Path, image: np.ndarray) -> None:
 
 
 class JsonlLog:
-    """Append-only log: one JSON object per line (kind, step, values)."""
+    """Append-only log: one JSON object per line (kind, step, time (Unix seconds), values)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, kind: str, step: int, **values) -> None:
-        record = {"kind": kind, "step": step, **values}
+        record = {"kind": kind, "step": step, "time": round(time.time(), 3), **values}
         with self.path.open("a") as handle:
             handle.write(json.dumps(record, sort_keys=True) + "\n")
 
