@@ -44,9 +44,12 @@ def _variant(base: TrainConfig, text: str) -> TrainConfig:
     return dataclasses.replace(base, **values)
 
 
+DEFAULT_THREADS = torch.get_num_threads()
+
+
 def measure(cfg: TrainConfig, data: Path, steps: int) -> dict:
     info = distributed.setup("cpu")
-    torch.set_num_threads(cfg.threads or torch.get_num_threads())
+    torch.set_num_threads(cfg.threads or DEFAULT_THREADS)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = MetaTrainer(cfg, *open_datasets(data, cfg), Path(run_dir), info)
         stream = EpisodeStream(trainer.train_set, cfg, info)
@@ -70,10 +73,11 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--config", default="cpu")
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--variant", action="append", default=[""])
+    parser.add_argument("--variant", action="append", default=[],
+                        help="comma-separated overrides, e.g. batch=1,k=8,d_steps=1,face=0")
     args = parser.parse_args()
     base = TrainConfig.preset(args.config)
-    for text in args.variant:
+    for text in args.variant or [""]:
         result = measure(_variant(base, text), args.data, args.steps)
         print(json.dumps({"variant": text or "preset", **result}), flush=True)
 
