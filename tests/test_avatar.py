@@ -119,3 +119,18 @@ def test_no_face_is_a_clear_error(model, photos):
         Avatar.from_images([photos[0], blank], model, mode="ff")
     with pytest.raises(ValueError, match="mode"):
         Avatar.from_images(photos, model, mode="fast")
+
+
+def test_finetune_cli_writes_a_reusable_avatar(model, photos_dir, tmp_path):
+    from talking_heads.training.checkpoint import export_weights
+    from talking_heads.training.finetune import main
+
+    torch.manual_seed(0)
+    export_weights(tmp_path / "model", model, ProjectionDiscriminator(model.config, 4), {})
+    images = sorted((photos_dir / "John_Savage").iterdir())[:2]
+    code = main(["--model", str(tmp_path / "model"), "--images", *map(str, images),
+                 "--out", str(tmp_path / "avatar"), "--mode", "ft", "--steps", "2"])
+    assert code == 0
+    avatar = Avatar.load(tmp_path / "avatar", model)
+    assert avatar.mode == "ft" and avatar.info["steps"] == 2
+    assert avatar.info["content_only"] is False  # discriminator.safetensors was found and used
