@@ -1,8 +1,8 @@
 """Photos + driving motion -> labelled H.264 mp4 (used by the Space and the ``animate`` CLI).
 
 photos -> detect + crop -> Avatar (FF: psi-hat = P e_new, or FT) -> driving landmarks (a
-preset track, or per-frame detection on a clip with smoothed crops) -> relative motion onto
-the source face -> landmark images y(t) -> G in batches without grad -> paste back into the
+preset track, or per-frame detection on a clip with smoothed crops; ``driving.py``) ->
+relative motion onto the source face -> landmark images y(t) -> G in batches without grad -> paste back into the
 first photo (or the crop alone) -> visible "synthetic" label -> mp4 with the driving audio.
 """
 
@@ -22,11 +22,11 @@ import torch
 
 from talking_heads import presets, video
 from talking_heads.avatar import Avatar, NoFaceError
+from talking_heads.driving import (DEFAULT_MAX_SECONDS, Driving, driving_from_preset,
+                                   driving_from_video, driving_landmarks)
 from talking_heads.evaluation.identity import SAME_PERSON_DISTANCE
 from talking_heads.images import bgr_to_rgb, image_to_tensor, tensor_to_image, to_rgb_uint8
-from talking_heads.landmarks import retarget
-from talking_heads.landmarks.align import (CropTransform, crop_transform, paste_back,
-                                           smooth_transforms)
+from talking_heads.landmarks.align import CropTransform, paste_back
 from talking_heads.landmarks.detector import Detection, get_detector
 from talking_heads.landmarks.rasterize import rasterize
 from talking_heads.overlay import draw_face, draw_label
@@ -35,9 +35,7 @@ from talking_heads.weights import (WeightsSource, load_discriminator, load_model
 
 Progress = Callable[[float, str], None]
 MAX_PHOTOS = 8
-DETECT_SIDE = 640        # driving frames are decoded at most this large for detection
 MIN_CROP_OUTPUT = 256    # crop-only output is upscaled to at least this side
-DEFAULT_MAX_SECONDS = 20.0  # driving clips are cut to this length by default
 
 
 @dataclass(frozen=True)
@@ -55,17 +53,6 @@ class AnimateOptions:
             raise ValueError(f"mode must be 'ff' or 'ft', got {self.mode!r}")
         if self.mode == "ft" and not 1 <= self.steps <= 1000:
             raise ValueError("fine-tuning steps must be between 1 and 1000")
-
-
-@dataclass(frozen=True)
-class Driving:
-    """Driving landmarks: ``points`` float32 (T, 68, 2) crop-normalised, at ``fps``."""
-
-    points: np.ndarray
-    fps: float
-    audio: video.AudioTrack | None
-    description: str
-    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,54 +130,6 @@ def preview_faces(photos: list[np.ndarray], detector) -> list[FacePreview]:
         previews.append(FacePreview(draw_face(photo, detection.points, detection.box),
                                     detection.found, caption))
     return previews
-
-
-def driving_from_preset(name: str, max_seconds: float | None = None) -> Driving:
-    """A preset track (optionally cut to ``max_seconds``): no detector pass, no audio."""
-    preset = presets.load_preset(name)
-    points = preset.points
-    if max_seconds is not None:
-        points = points[:max(1, int(round(max_seconds * preset.fps)))]
-    return Driving(points, preset.fps, None, f"preset '{name}' ({preset.description})")
-
-
-def driving_from_video(path: str | Path, detector, max_seconds: float = DEFAULT_MAX_SECONDS,
-                       progress: Progress | None = None) -> Driving:
-    """Per-frame landmarks of a driving clip in smoothed crops, plus its audio."""
-    report = progress or (lambda fraction, message: None)
-    fps = video.video_fps(path)
-    limit = max(1, int(round(max_seconds * fps)))
-    points, found = [], []
-    for index, frame in enumerate(video.iter_frames(path, max_frames=limit, max_side=DETECT_SIDE)):
-        detection = detector.detect(frame)
-        found.append(detection.found)
-        points.append(detection.points if detection.found else np.zeros((68, 2), np.float32))
-        if index % 10 == 0:
-            report(index / limit, f"driving clip: landmarks of frame {index + 1}")
-    if not found or not any(found):
-        raise NoFaceError("no face found in the driving video")
-    track = retarget.fill_missing(np.stack(points), np.array(found))  # (T, 68, 2) pixels
-    transforms = smooth_transforms([crop_transform(p, 256) for p in track])
-    in_crop = np.stack([t.points_to_crop(p) for t, p in zip(transforms, track)])
-    in_crop = retarget.smooth_track(in_crop, sigma=1.0)
-    notes = []
-    missing = len(found) - int(sum(found))
-    if missing:
-        notes.append(f"{missing} of {len(found)} driving frames had no face (interpolated)")
-    if len(found) == limit and video.probe(path).duration > max_seconds + 0.5 / fps:
-        notes.append(f"driving clip cut to its first {max_seconds:g} s")
-    audio = video.read_audio(path, max_seconds=len(found) / fps)
-    return Driving(presets.normalise_points(in_crop, 256), fps, audio,
-                   f"uploaded clip ({len(found)} frames)", tuple(notes))
-
-
-def driving_landmarks(avatar: Avatar, driving: Driving, relative: bool) -> np.ndarray:
-    """Landmarks to render, in the avatar's crop pixels: (T, 68, 2)."""
-    size = avatar.config.image_size
-    track = driving.points.astype(np.float32) * size - 0.5  # crop-normalised -> crop pixels
-    if not relative:
-        return track
-    return retarget.relative_motion(avatar.sources.crop_points[0], track)
 
 
 class Animator:
