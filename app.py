@@ -46,9 +46,10 @@ visible label (unless you turn it off) and a metadata tag.
 
 def _weights_banner(animator: Animator) -> str:
     label = animator.weights_label
+    notes = "".join(f" ({note})" for note in animator.source.notes)
     if not animator.source.trained:
-        return f"**⚠ {label}.** Trained weights have not been installed yet."
-    return f"*{label}*"
+        return f"**⚠ {label}.** Trained weights have not been installed yet.{notes}"
+    return f"*{label}*{notes}"
 
 
 def _paths(files) -> list[str]:
