@@ -172,7 +172,7 @@ def build_demo(animator: Animator, max_seconds: float = MAX_DRIVING_SECONDS) -> 
 
 def main() -> None:
     animator = Animator.from_environment()  # Hub -> bundled checkpoints -> untrained
-    print(animator.weights_label, flush=True)
+    print(animator.weights_label, *animator.source.notes, sep="\n", flush=True)
     demo = build_demo(animator)
     demo.queue(default_concurrency_limit=1, max_size=32).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"), max_file_size="50mb")
