@@ -115,8 +115,8 @@ def resolve_weights(repo_id: str | None = None, revision: str | None = None,
         # Any failure (offline, missing repo, HTTP or network error) must leave the app usable
         # on the bundled weights; the note tells the user what happened.
         except Exception as error:  # noqa: BLE001
-            notes.append(f"Hub weights {repo_id}@{revision} unavailable "
-                         f"({type(error).__name__}); using the bundled weights")
+            notes.append(f"Hub weights {repo_id}@{revision} not used: unavailable "
+                         f"({type(error).__name__})")
     candidates = bundled_candidates(bundled)
     if checkpoint:
         chosen = [d for d in candidates if d.name == checkpoint]

@@ -67,7 +67,8 @@ def test_unreachable_hub_falls_back_to_bundled_quickly_and_says_so(tmp_path, mon
     source = weights.resolve_weights(bundled=tmp_path / "bundled", cache_dir=tmp_path / "hf")
     assert time.perf_counter() - start < 5.0  # HF_HUB_OFFLINE=1 (conftest): no retries
     assert source.kind == "bundled"
-    assert any("nobody/not-cached" in note and "bundled" in note for note in source.notes)
+    assert any("nobody/not-cached" in note and "not used" in note for note in source.notes)
+    assert "bundled" in source.label
 
 
 def test_hub_weights_are_used_from_the_cache_offline(tmp_path, monkeypatch):
