@@ -24,9 +24,11 @@ from talking_heads.evaluation.reenact import ModelReenactor
 from talking_heads.evaluation.run import EvalSettings, evaluate_clip
 from talking_heads.evaluation.scoring import Scorer
 from talking_heads.landmarks.detector import get_detector
-from talking_heads.models import TalkingHeadModel
+from talking_heads.models import ProjectionDiscriminator, TalkingHeadModel
+from talking_heads.training.checkpoint import save_discriminator
 from talking_heads.training.config import FinetuneConfig
 from talking_heads.video import iter_frames, write_mp4
+from talking_heads.weights import WeightsSource
 
 DEV_CLIP = "clips/lipnet__swiz3n.mpg"  # dev split, 360x288, 75 frames
 
@@ -112,9 +114,14 @@ def test_landmark_cache_is_reused(tight_clip, tmp_path):
 
 
 def test_cli_on_tight_crops_with_dumps(tight_clip, tmp_path):
+    # A saved checkpoint with a discriminator, so FT runs the paper's adversarial objective.
+    torch.manual_seed(0)
+    model = TalkingHeadModel(ModelConfig.tiny())
+    model.save_pretrained(tmp_path / "ckpt")
+    save_discriminator(tmp_path / "ckpt", ProjectionDiscriminator(model.config, num_videos=1))
     out, dump = tmp_path / "metrics.json", tmp_path / "dump"
     code = main(["--manifest", str(tight_clip), "--shots", "1", "4", "--frames", "4",
-                 "--mode", "ff", "ft", "--ft-steps", "2", "--random-init", "tiny",
+                 "--mode", "ff", "ft", "--ft-steps", "2", "--checkpoint", str(tmp_path / "ckpt"),
                  "--out", str(out), "--dump", str(dump), "--cache-dir", str(tmp_path / "cache")])
     assert code == 0
     report = json.loads(out.read_text())
@@ -126,10 +133,11 @@ def test_cli_on_tight_crops_with_dumps(tight_clip, tmp_path):
     assert table["T1"]["copy"]["face_found"] == 1.0
     assert table["T1"]["copy"]["csim"] > 0.9 and table["T1"]["copy"]["same_identity"] == 1.0
     assert table["T4"]["warp"]["landmark_error"] < 0.1
-    # An untrained generator draws no face; FT ran its steps (content loss only: no D here).
+    # An untrained generator draws no face; FT ran its steps with the shipped discriminator.
     assert table["T1"]["ff"]["same_identity"] == 0.0
+    assert report["protocol"]["ft_discriminator"] is True
     assert clip["results"]["T4"]["ft"]["adaptation"]["steps"] == 2
-    assert clip["results"]["T4"]["ft"]["adaptation"]["content_only"] is True
+    assert clip["results"]["T4"]["ft"]["adaptation"]["content_only"] is False
     # The VGG distance separates the real face (warp) from noise (the untrained model).
     assert table["T4"]["warp"]["perceptual"] < table["T4"]["ff"]["perceptual"]
     # Dumps: the promised names, PNGs at the model's resolution, reproducing the JSON.
@@ -151,6 +159,20 @@ class L1Content(torch.nn.Module):
 
     def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         return (fake - real).abs().mean()
+
+
+def test_cli_random_init_and_refusal_without_weights(tight_clip, tmp_path, monkeypatch):
+    # As on a machine with no bundled weights and no Hub repo configured.
+    monkeypatch.setattr("talking_heads.weights.resolve_weights",
+                        lambda: WeightsSource("untrained", None))
+    common = ["--manifest", str(tight_clip), "--shots", "1", "--frames", "2", "--mode", "ff",
+              "--no-vgg", "--cache-dir", str(tmp_path / "cache")]
+    with pytest.raises(SystemExit, match="no trained weights"):
+        main(common + ["--out", str(tmp_path / "a.json")])
+    assert main(common + ["--random-init", "tiny", "--out", str(tmp_path / "b.json")]) == 0
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert report["protocol"]["model"] == "random-init:tiny"
+    assert report["aggregate"]["T1"]["warp"]["frames"] == 2
 
 
 def test_finetuning_mode_improves_on_feed_forward(shared_data, tmp_path):
