@@ -1,6 +1,7 @@
 """Run every benchmark for each model config, each in a fresh process, and tabulate (by hand).
 
-    python -m benchmarks.bench_all [--configs cpu paper] [--threads 1] [--out benchmarks/results/bench_all.json]
+    python -m benchmarks.bench_all [--configs cpu paper] [--threads 1] \
+        [--out benchmarks/results/bench_all.json]
 
 Each (benchmark, config) runs as ``python -m benchmarks.bench_<name>`` in its own process so
 that its peak resident memory (ru_maxrss) is its own. Prints the markdown table that

@@ -56,8 +56,8 @@ def piecewise_affine_warp(image: np.ndarray, source_points: np.ndarray,
     The plane is triangulated on the *target* points plus fixed border points; every output
     pixel finds its target triangle, takes its barycentric coordinates there and samples the
     image at the same barycentric position of the source triangle (one bilinear resampling,
-    so there are no seams between triangles). Output pixels outside every triangle (only possible when
-    landmarks lie outside the image) keep their identity mapping.
+    so there are no seams between triangles). Output pixels outside every triangle (only
+    possible when landmarks lie outside the image) keep their identity mapping.
     """
     height, width = image.shape[:2]
     border = border_points(height, width)

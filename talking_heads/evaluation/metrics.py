@@ -115,6 +115,8 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     eigvals_a, eigvecs_a = np.linalg.eigh(cov_a)
     sqrt_a = (eigvecs_a * np.sqrt(np.clip(eigvals_a, 0.0, None))) @ eigvecs_a.T
     middle = sqrt_a @ cov_b @ sqrt_a
-    trace_sqrt = float(np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0.0, None))))
-    distance = float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt)
+    eigvals = np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0.0, None)
+    trace_sqrt = float(np.sum(np.sqrt(eigvals)))
+    distance = float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b)
+                     - 2 * trace_sqrt)
     return max(distance, 0.0)
