@@ -7,9 +7,9 @@ shows the face and landmarks found in each photo.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-import time
-import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -18,15 +18,14 @@ import gradio as gr  # noqa: E402
 import spaces  # noqa: E402  (a no-op decorator off ZeroGPU hardware)
 
 from talking_heads import presets  # noqa: E402
-from talking_heads.pipeline import (MAX_PHOTOS, AnimateOptions, Animator,  # noqa: E402
-                                    driving_from_preset, driving_from_video, load_photo,
-                                    preview_faces)
+from talking_heads.inputs import read_photos  # noqa: E402
+from talking_heads.limits import Limits  # noqa: E402
+from talking_heads.pipeline import (AnimateOptions, Animator, driving_from_preset,  # noqa: E402
+                                    driving_from_video, preview_faces)
 
 PROJECT = Path(__file__).resolve().parent
 EXAMPLE_PHOTO = str(PROJECT / "examples" / "astronaut.jpg")
-OUTPUT_DIR = Path(tempfile.gettempdir()) / "talking-heads-outputs"
-OUTPUT_MAX_AGE_S = 3600
-MAX_DRIVING_SECONDS = 20.0
+WORK_PREFIX = "talking-heads-request-"  # one temporary folder per request, removed after it
 
 # Rows of inputs for gr.Examples (photos, driving, preset, video, mode, steps, relative,
 # framing, label); tests/test_app.py runs each through /animate.
@@ -59,31 +58,28 @@ def _paths(files) -> list[str]:
     return [item if isinstance(item, str) else item.name for item in items]
 
 
-def _read_photos(files) -> list:
-    paths = _paths(files)
-    if not paths:
-        raise gr.Error("Upload at least one photo of a face.")
-    if len(paths) > MAX_PHOTOS:
-        raise gr.Error(f"Upload at most {MAX_PHOTOS} photos (got {len(paths)}).")
+def _read_photos(files, limits: Limits) -> list:
     try:
-        return [load_photo(path) for path in paths]
+        return read_photos(_paths(files), limits)
     except ValueError as error:
         raise gr.Error(str(error)) from error
 
 
-def _new_output_path() -> Path:
-    """A fresh mp4 path; outputs older than an hour are removed."""
-    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
-    now = time.time()
-    for old in OUTPUT_DIR.glob("*.mp4"):
-        if now - old.stat().st_mtime > OUTPUT_MAX_AGE_S:
-            old.unlink(missing_ok=True)
-    return OUTPUT_DIR / f"talking-head-{uuid.uuid4().hex[:12]}.mp4"
+@contextmanager
+def request_folder():
+    """A private temporary folder for one request, removed when the request ends (also on
+    errors and when the client goes away). Gradio copies the result into its own cache
+    before the folder goes; that copy and the uploads are deleted by ``delete_cache``."""
+    folder = Path(tempfile.mkdtemp(prefix=WORK_PREFIX))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-def _notes_markdown(result) -> str:
+def _notes_markdown(result, extra: list[str] = ()) -> str:
     t = result.timings
-    lines = [f"- {note}" for note in result.notes]
+    lines = [f"- {note}" for note in [*extra, *result.notes]]
     lines.append(f"- {result.frames} frames at {result.fps:g} fps; seconds: detect {t.detect:.1f}"
                  f", adapt {t.adapt:.1f}, render {t.render:.1f}, encode {t.encode:.1f}, "
                  f"total {t.total:.1f}")
@@ -92,46 +88,62 @@ def _notes_markdown(result) -> str:
 
 def make_handlers(animator: Animator, max_seconds: float):
     """The event functions, bound to one loaded model; driving is cut to ``max_seconds``."""
+    limits = animator.limits
 
     def detect(files):
-        photos = _read_photos(files) if _paths(files) else []
-        return [(p.image, p.caption) for p in preview_faces(photos, animator.detector)]
+        photos = _read_photos(files, limits) if _paths(files) else []
+        previews = preview_faces([p.image for p in photos], animator.detector)
+        return [(preview.image, f"{preview.caption} ({photo.name})")
+                for photo, preview in zip(photos, previews)]
 
     @spaces.GPU(duration=120)
     def animate(files, driving_source, preset, driving_video, mode, steps, relative, framing,
                 label, progress=gr.Progress()):
-        photos = _read_photos(files)
+        # A generator: the code after ``yield`` runs once Gradio has copied the result into
+        # its cache, so the request's folder is removed right after the answer is served.
+        photos = _read_photos(files, limits)
         report = lambda fraction, message: progress(fraction, desc=message)  # noqa: E731
-        options = AnimateOptions(mode=mode, steps=int(steps), relative_motion=bool(relative),
-                                 paste_back=framing == "photo", label=bool(label))
         try:
+            options = AnimateOptions(mode=mode, steps=int(steps),
+                                     relative_motion=bool(relative),
+                                     paste_back=framing == "photo", label=bool(label))
             if driving_source == "video":
                 if not driving_video:
                     raise gr.Error("Upload a driving video, or choose a preset motion.")
                 driving = driving_from_video(driving_video, animator.detector, max_seconds,
-                                             report)
+                                             report, limits)
             else:
                 if preset not in presets.preset_names():
                     raise gr.Error(f"Unknown preset {preset!r}.")
                 driving = driving_from_preset(preset, max_seconds)
-            result = animator.animate(photos, driving, _new_output_path(), options, report)
-        except (ValueError, OSError) as error:  # no face, unreadable video, bad option
+            with request_folder() as folder:
+                result = animator.animate([p.image for p in photos], driving,
+                                          folder / "talking-head.mp4", options, report,
+                                          names=[p.name for p in photos])
+                notes = [n for p in photos for n in p.notes]
+                yield str(result.path), _notes_markdown(result, notes)
+        except (ValueError, TypeError, OSError) as error:  # no face, bad video or option
             raise gr.Error(str(error)) from error
-        return str(result.path), _notes_markdown(result)
 
     return detect, animate
 
 
-def build_demo(animator: Animator, max_seconds: float = MAX_DRIVING_SECONDS) -> gr.Blocks:
+def build_demo(animator: Animator, max_seconds: float | None = None) -> gr.Blocks:
+    """The UI; ``animator.limits`` bound every request (``max_seconds`` may cut further)."""
+    limits = animator.limits
+    max_seconds = min(max_seconds or limits.max_driving_seconds, limits.max_driving_seconds)
+    max_photos = limits.max_photos
     detect, animate = make_handlers(animator, max_seconds)
     descriptions = presets.preset_descriptions()
-    with gr.Blocks(title="Talking Heads", delete_cache=(OUTPUT_MAX_AGE_S, OUTPUT_MAX_AGE_S)) \
+    keep = limits.keep_files_s
+    with gr.Blocks(title="Talking Heads", delete_cache=(max(1, min(60, keep // 2)), keep)) \
             as demo:
         gr.Markdown(INTRO)
         gr.Markdown(_weights_banner(animator), elem_id="weights-label")
+        gr.Markdown(limits.summary(), elem_id="limits")
         with gr.Row():
             with gr.Column():
-                photos = gr.File(label=f"Photos of one person (1-{MAX_PHOTOS})",
+                photos = gr.File(label=f"Photos of one person (1-{max_photos})",
                                  file_count="multiple", file_types=["image"], elem_id="photos")
                 faces = gr.Gallery(label="Detected face and landmarks", columns=4, height=220,
                                    elem_id="faces")
@@ -146,7 +158,9 @@ def build_demo(animator: Animator, max_seconds: float = MAX_DRIVING_SECONDS) -> 
                                          elem_id="driving-video")
                 mode = gr.Radio([("Instant (feed-forward)", "ff"), ("Fine-tune", "ft")],
                                 value="ff", label="Mode", elem_id="mode")
-                steps = gr.Slider(10, 300, value=100, step=10, label="Fine-tuning steps")
+                steps = gr.Slider(limits.min_ft_steps, limits.max_ft_steps,
+                                  value=min(100, limits.max_ft_steps), step=1,
+                                  label="Fine-tuning steps")
                 relative = gr.Checkbox(True, label="Relative motion (keep this face's shape; "
                                        "move it like the driver)")
                 framing = gr.Radio([("Paste into the photo", "photo"),
@@ -170,12 +184,22 @@ def build_demo(animator: Animator, max_seconds: float = MAX_DRIVING_SECONDS) -> 
     return demo
 
 
+def serve(demo: gr.Blocks, limits: Limits, **launch_kwargs):
+    """Queue and launch with the server limits: ``limits.concurrency`` requests at a time,
+    ``limits.queue_size`` waiting (more get "queue is full"), uploads of at most
+    ``limits.max_upload_mb``; no extra ``allowed_paths`` (only Gradio's own cache is served)."""
+    demo.queue(default_concurrency_limit=limits.concurrency, max_size=limits.queue_size)
+    return demo.launch(max_file_size=f"{limits.max_upload_mb}mb", allowed_paths=[],
+                       **launch_kwargs)
+
+
 def main() -> None:
-    animator = Animator.from_environment()  # Hub -> bundled checkpoints -> untrained
-    print(animator.weights_label, *animator.source.notes, sep="\n", flush=True)
-    demo = build_demo(animator)
-    demo.queue(default_concurrency_limit=1, max_size=32).launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"), max_file_size="50mb")
+    limits = Limits.from_environment()
+    animator = Animator.from_environment(limits=limits)  # Hub -> checkpoints -> untrained
+    print(animator.weights_label, *animator.source.notes, limits.summary(), sep="\n",
+          flush=True)
+    serve(build_demo(animator), limits,
+          server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import argparse
 import hashlib
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -25,16 +25,18 @@ from talking_heads.avatar import Avatar, NoFaceError
 from talking_heads.driving import (DEFAULT_MAX_SECONDS, Driving, driving_from_preset,
                                    driving_from_video, driving_landmarks)
 from talking_heads.evaluation.identity import SAME_PERSON_DISTANCE
-from talking_heads.images import bgr_to_rgb, image_to_tensor, tensor_to_image, to_rgb_uint8
+from talking_heads.images import image_to_tensor, tensor_to_image, to_rgb_uint8
+from talking_heads.inputs import InputError, read_photo
 from talking_heads.landmarks.align import CropTransform, paste_back
 from talking_heads.landmarks.detector import Detection, get_detector
 from talking_heads.landmarks.rasterize import rasterize
+from talking_heads.limits import Limits
 from talking_heads.overlay import draw_face, draw_label
 from talking_heads.weights import (WeightsSource, load_discriminator, load_model, pick_device,
                                    resolve_weights)
 
 Progress = Callable[[float, str], None]
-MAX_PHOTOS = 8
+MAX_PHOTOS = Limits().max_photos
 MIN_CROP_OUTPUT = 256    # crop-only output is upscaled to at least this side
 
 
@@ -85,12 +87,9 @@ class FacePreview:
     caption: str
 
 
-def load_photo(path: str | Path) -> np.ndarray:
-    """An image file -> uint8 (H, W, 3) RGB (EXIF orientation applied by OpenCV)."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot read {Path(path).name} as an image")
-    return bgr_to_rgb(image)
+def load_photo(path: str | Path, limits: Limits = Limits()) -> np.ndarray:
+    """An image file -> uint8 (H, W, 3) RGB, upright (see ``inputs.read_photo``)."""
+    return read_photo(path, limits=limits).image
 
 
 def limit_side(image: np.ndarray, max_side: int) -> np.ndarray:
@@ -135,23 +134,37 @@ def preview_faces(photos: list[np.ndarray], detector) -> list[FacePreview]:
 class Animator:
     """One loaded model serving many requests: ``animate(photos, driving, options, out)``."""
 
-    def __init__(self, model, source: WeightsSource, detector=None, discriminator=None):
+    def __init__(self, model, source: WeightsSource, detector=None, discriminator=None,
+                 limits: Limits | None = None):
         self.model = model.eval()
+        self.limits = limits or Limits()
         self.source = source
         self.detector = detector or get_detector("dlib")
         self.discriminator = discriminator
         self._identity = None  # dlib face descriptor, loaded when several photos are given
 
     @classmethod
-    def from_environment(cls, device: torch.device | str | None = None) -> "Animator":
+    def from_environment(cls, device: torch.device | str | None = None,
+                         limits: Limits | None = None) -> "Animator":
         """Weights from the Hub / checkpoints/ / untrained (see ``weights``), on ``device``."""
         source = resolve_weights()
         model = load_model(source, device or pick_device())
-        return cls(model, source, discriminator=load_discriminator(source, model.config))
+        return cls(model, source, discriminator=load_discriminator(source, model.config),
+                   limits=limits)
 
     @property
     def weights_label(self) -> str:
         return self.source.label
+
+    def _check_request(self, photos: list[np.ndarray], options: AnimateOptions) -> None:
+        """Server limits, whatever the caller asked for (``InputError`` otherwise)."""
+        limits = self.limits
+        if not 1 <= len(photos) <= limits.max_photos:
+            raise InputError(f"give between 1 and {limits.max_photos} photos, got {len(photos)}")
+        if options.mode == "ft" and not limits.min_ft_steps <= options.steps <= \
+                limits.max_ft_steps:
+            raise InputError(f"fine-tuning steps must be between {limits.min_ft_steps} and "
+                             f"{limits.max_ft_steps} (got {options.steps})")
 
     def _identity_notes(self, photos: list[np.ndarray], detections: list[Detection]) -> list[str]:
         """Warn when a photo seems to show someone else than photo 1 (dlib's descriptor and
@@ -174,22 +187,32 @@ class Animator:
 
     def animate(self, photos: list[np.ndarray], driving: Driving, out_path: str | Path,
                 options: AnimateOptions = AnimateOptions(),
-                progress: Progress | None = None) -> AnimationResult:
+                progress: Progress | None = None,
+                names: list[str] | None = None) -> AnimationResult:
+        """``names``: the photos' file names, used in messages ("photo 2 (me.jpg)")."""
         report = progress or (lambda fraction, message: None)
-        if not 1 <= len(photos) <= MAX_PHOTOS:
-            raise ValueError(f"give between 1 and {MAX_PHOTOS} photos, got {len(photos)}")
+        self._check_request(photos, options)
         start = time.perf_counter()
         notes = [self.source.label, *self.source.notes, *driving.notes]
+        if len(driving.points) > self.limits.max_driving_frames:
+            driving = replace(driving, points=driving.points[:self.limits.max_driving_frames])
+            notes.append(f"driving motion cut to {self.limits.max_driving_frames} frames")
         photos = [limit_side(to_rgb_uint8(p), options.max_output_side) for p in photos]
         detector = CachedDetector(self.detector)
         report(0.02, "detect: finding faces and landmarks")
         detections = []
         for index, photo in enumerate(photos, start=1):
+            label = f"photo {index}" + (f" ({names[index - 1]})" if names else "")
             detection = detector.detect(photo)
             if not detection.found:
-                raise NoFaceError(f"no face found in photo {index}")
+                raise NoFaceError(f"no face found in {label}")
+            x0, y0, x1, y1 = detection.box
+            side = min(x1 - x0, y1 - y0)
+            if side < self.limits.min_face_px:
+                raise InputError(f"the face in {label} is too small ({side:.0f} px; at least "
+                                 f"{self.limits.min_face_px} px): use a closer or larger photo")
             if detection.num_faces > 1:
-                notes.append(f"photo {index}: {detection.num_faces} faces, the largest is used")
+                notes.append(f"{label}: {detection.num_faces} faces, the largest is used")
             detections.append(detection)
         notes += self._identity_notes(photos, detections)
         detect_end = time.perf_counter()

@@ -101,6 +101,44 @@ def iter_frames(path: str | Path, max_frames: int | None = None,
             yield _frame_to_rgb(frame, max_side)
 
 
+@dataclass(frozen=True)
+class TimedFrame:
+    """A decoded frame and its presentation time (seconds from the first frame)."""
+
+    time: float
+    image: np.ndarray          # uint8 (h, w, 3) RGB, downscaled to ``max_side``
+    source_size: tuple[int, int]  # (width, height) as decoded, before downscaling
+
+
+def iter_timed_frames(path: str | Path, max_seconds: float | None = None,
+                      max_frames: int | None = None,
+                      max_side: int | None = None) -> Iterator[TimedFrame]:
+    """Frames with their timestamps (pts), so variable-frame-rate clips keep their timing.
+
+    Stops at ``max_seconds`` after the first frame or after ``max_frames`` frames; frames are
+    decoded one at a time (memory does not grow with the clip's length).
+    """
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        step = 1.0 / float(stream.average_rate or stream.guessed_rate or 25)
+        first = previous = None
+        for index, frame in enumerate(container.decode(stream)):
+            if max_frames is not None and index >= max_frames:
+                break
+            time = frame.time if frame.time is not None else (
+                index * step if previous is None else previous + step)
+            if first is None:
+                first = time
+            if previous is not None and time <= previous:  # broken or repeated pts
+                time = previous + 1e-3
+            if max_seconds is not None and time - first >= max_seconds:
+                break
+            previous = time
+            yield TimedFrame(time - first, _frame_to_rgb(frame, max_side),
+                             (frame.width, frame.height))
+
+
 def read_video(path: str | Path, max_frames: int | None = None,
                max_side: int | None = None) -> tuple[np.ndarray, float]:
     """All frames -> (uint8 (N, H, W, 3), fps). For short clips; use ``iter_frames`` otherwise."""

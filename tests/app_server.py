@@ -18,11 +18,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def launched_app(max_seconds: float = 0.4):
-    """Yield (demo, url) of app.py's Blocks serving a tiny untrained model."""
+def launched_app(max_seconds: float = 0.4, limits=None):
+    """Yield (demo, url) of app.py's Blocks serving a tiny untrained model, queued and
+    launched by ``app.serve`` with ``limits`` (default: ``Limits()``)."""
     sys.path.insert(0, str(PROJECT_ROOT))
     import app
     from talking_heads.config import ModelConfig
+    from talking_heads.limits import Limits
     from talking_heads.models import TalkingHeadModel
     from talking_heads.pipeline import Animator
     from talking_heads.weights import WeightsSource
@@ -30,11 +32,13 @@ def launched_app(max_seconds: float = 0.4):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # shared 2-core machine: one thread is far faster under load
     torch.manual_seed(0)
-    animator = Animator(TalkingHeadModel(ModelConfig.tiny()), WeightsSource("untrained", None))
+    limits = limits or Limits()
+    animator = Animator(TalkingHeadModel(ModelConfig.tiny()), WeightsSource("untrained", None),
+                        limits=limits)
     demo = app.build_demo(animator, max_seconds=max_seconds)
     port = free_port()
-    demo.queue(default_concurrency_limit=1).launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    app.serve(demo, limits, server_name="127.0.0.1", server_port=port,
+              prevent_thread_lock=True, quiet=True)
     try:
         yield demo, f"http://127.0.0.1:{port}/"
     finally:

@@ -1,0 +1,65 @@
+"""Server-side limits: what one request may ask for, whatever the caller (UI or API) sends.
+
+Every field can be overridden with an environment variable ``TALKING_HEADS_<FIELD>`` (upper
+case), e.g. ``TALKING_HEADS_MAX_FT_STEPS=500``. The app shows them in the UI and the README
+lists the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+
+ENV_PREFIX = "TALKING_HEADS_"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_photos: int = 8                  # source photos per request
+    max_upload_mb: int = 50              # any single uploaded file (Gradio's max_file_size)
+    max_photo_pixels: int = 80_000_000   # larger photos are refused before decoding (bombs)
+    photo_decode_side: int = 2048        # photos are decoded/downscaled to this longer side
+    min_face_px: int = 64                # smaller faces give too little to animate
+    min_ft_steps: int = 1                # fine-tuning steps accepted
+    max_ft_steps: int = 300
+    max_driving_seconds: float = 20.0    # driving clips and presets are cut to this length
+    max_driving_frames: int = 600        # ...and to this many frames
+    max_driving_fps: float = 30.0        # faster clips are resampled to this rate
+    driving_side: int = 640              # driving frames are downscaled to this for detection
+    max_driving_pixels: int = 4096 * 4096  # larger video frames are refused (decoder memory)
+    concurrency: int = 1                 # requests rendered at the same time
+    queue_size: int = 16                 # requests waiting; more get a "queue is full" answer
+    keep_files_s: int = 900              # uploads and results are deleted after this long
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            if getattr(self, field.name) <= 0:
+                raise ValueError(f"limit {field.name} must be positive")
+        if self.min_ft_steps > self.max_ft_steps:
+            raise ValueError("min_ft_steps must not exceed max_ft_steps")
+
+    @classmethod
+    def from_environment(cls, environ: dict[str, str] | None = None) -> "Limits":
+        """The defaults, with ``TALKING_HEADS_<FIELD>`` environment overrides applied."""
+        environ = os.environ if environ is None else environ
+        changes = {}
+        for field in fields(cls):
+            text = environ.get(ENV_PREFIX + field.name.upper())
+            if text is None or not text.strip():
+                continue
+            kind = float if field.type in (float, "float") else int
+            try:
+                changes[field.name] = kind(text)
+            except ValueError as error:
+                raise ValueError(f"{ENV_PREFIX}{field.name.upper()}={text!r} is not a "
+                                 f"{kind.__name__}") from error
+        return replace(cls(), **changes)
+
+    def summary(self) -> str:
+        """One line for the UI."""
+        return (f"Limits: {self.max_photos} photos, {self.max_upload_mb} MB per file, faces "
+                f"of at least {self.min_face_px} px, fine-tuning {self.min_ft_steps}-"
+                f"{self.max_ft_steps} steps, driving motion cut to {self.max_driving_seconds:g} s"
+                f" / {self.max_driving_frames} frames at most {self.max_driving_fps:g} fps, "
+                f"{self.queue_size} requests in the queue; files are deleted after "
+                f"{self.keep_files_s // 60} min.")
