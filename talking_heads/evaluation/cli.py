@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import platform
 import sys
@@ -94,6 +95,18 @@ def _feature_net(args: argparse.Namespace, device: str):
     return load_vgg_features(size=args.vgg_size, device=device)
 
 
+def _finite(value):
+    """NaN (a metric with no frames to average, e.g. LMK when no face is ever found) -> null,
+    so that the report is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
     from tqdm import tqdm
@@ -147,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.perf_counter() - started, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2, allow_nan=True) + "\n")
+    args.out.write_text(json.dumps(_finite(report), indent=2, allow_nan=False) + "\n")
     print(format_table(table))
     skipped = [r.clip.name for r in results if r.skipped]
     if skipped:
