@@ -26,6 +26,7 @@ from talking_heads.pipeline import (AnimateOptions, Animator, driving_from_prese
 PROJECT = Path(__file__).resolve().parent
 EXAMPLE_PHOTO = str(PROJECT / "examples" / "astronaut.jpg")
 WORK_PREFIX = "talking-heads-request-"  # one temporary folder per request, removed after it
+WORK_ROOT: str | None = None  # where those folders go (None: the system's temporary folder)
 
 # Rows of inputs for gr.Examples (photos, driving, preset, video, mode, steps, relative,
 # framing, label); tests/test_app.py runs each through /animate.
@@ -70,7 +71,7 @@ def request_folder():
     """A private temporary folder for one request, removed when the request ends (also on
     errors and when the client goes away). Gradio copies the result into its own cache
     before the folder goes; that copy and the uploads are deleted by ``delete_cache``."""
-    folder = Path(tempfile.mkdtemp(prefix=WORK_PREFIX))
+    folder = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=WORK_ROOT))
     try:
         yield folder
     finally:

@@ -5,7 +5,9 @@ Order of preference:
 1. The Hugging Face Hub, when a repo id is configured: ``TALKING_HEADS_REPO_ID`` (e.g.
    ``owner/talking-heads-cpu``) at ``TALKING_HEADS_REVISION`` (a commit hash pins it; default
    ``main``), fetched with ``huggingface_hub.snapshot_download`` (honours ``HF_HUB_OFFLINE`` and
-   the local cache; safetensors + JSON only, nothing is unpickled).
+   the local cache; safetensors + JSON only, nothing is unpickled). The snapshot must be the
+   pinned commit and every file must match the hash the Hub published for it
+   (``verify_snapshot``); otherwise the Hub weights are not used and the notes say why.
 2. The bundled ``checkpoints/<name>/`` folders (``config.json`` + ``model.safetensors``,
    optional ``discriminator.safetensors``, ``training.json`` and ``README.md`` model card).
    ``TALKING_HEADS_CHECKPOINT`` picks one by name; otherwise the one with the most training
@@ -16,8 +18,10 @@ Order of preference:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +37,11 @@ BUNDLED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 HUB_FILES = ["config.json", "model.safetensors", "discriminator.safetensors", "training.json",
              "README.md"]
 UNTRAINED_CONFIG = "cpu"  # architecture of the random stand-in model
+COMMIT_HASH = re.compile(r"[0-9a-f]{40}")
+
+
+class WeightsIntegrityError(RuntimeError):
+    """Downloaded weights do not match the revision or the hashes the Hub published."""
 
 
 @dataclass(frozen=True)
@@ -87,14 +96,59 @@ def bundled_candidates(root: Path = BUNDLED_DIR) -> list[Path]:
                   reverse=True)
 
 
-def _from_hub(repo_id: str, revision: str, cache_dir: Path | None) -> Path:
+def _file_digest(path: Path, algorithm: str, git_blob: bool = False) -> str:
+    digest = hashlib.new(algorithm)
+    if git_blob:  # git's blob id: sha1 of "blob <size>\0" + content
+        digest.update(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_snapshot(local: Path, revision: str) -> list[str]:
+    """Check a Hub cache snapshot against what the Hub published; returns the files checked.
+
+    The snapshot folder is named after the commit it holds, which must be ``revision`` when
+    that is a commit hash. Each file is a link to ``blobs/<etag>``; the Hub's etag is the
+    SHA-256 of an LFS file (the weights) and the git blob id (SHA-1) of a small file, so both
+    are recomputed from the bytes on disk. Raises ``WeightsIntegrityError`` on any mismatch.
+    """
+    if COMMIT_HASH.fullmatch(revision) and local.name != revision:
+        raise WeightsIntegrityError(f"snapshot {local.name} is not the pinned revision")
+    checked = []
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        etag = path.resolve().name
+        if path.resolve().parent.name != "blobs":
+            continue  # a plain copy (no blob link): nothing published to compare with
+        if len(etag) == 64:
+            actual = _file_digest(path, "sha256")
+        elif len(etag) == 40:
+            actual = _file_digest(path, "sha1", git_blob=True)
+        else:
+            continue
+        if actual != etag:
+            raise WeightsIntegrityError(f"{path.name} does not match its published hash")
+        checked.append(path.name)
+    return checked
+
+
+def _from_hub(repo_id: str, revision: str, cache_dir: Path | None) -> tuple[Path, list[str]]:
+    """The verified snapshot folder and notes (e.g. an unpinned revision, unchecked files)."""
     from huggingface_hub import snapshot_download
 
     local = Path(snapshot_download(repo_id=repo_id, revision=revision, allow_patterns=HUB_FILES,
                                    cache_dir=None if cache_dir is None else str(cache_dir)))
     if not _is_weights_dir(local):
         raise FileNotFoundError(f"{repo_id}@{revision} has no config.json + model.safetensors")
-    return local
+    checked = verify_snapshot(local, revision)
+    notes = []
+    if not COMMIT_HASH.fullmatch(revision):
+        notes.append(f"revision {revision!r} is not pinned to a commit hash (resolved to "
+                     f"{local.name}); set {ENV_REVISION} to a full 40-character commit")
+    if "model.safetensors" not in checked:
+        notes.append("model.safetensors could not be checked against the Hub's SHA-256")
+    return local, notes
 
 
 def resolve_weights(repo_id: str | None = None, revision: str | None = None,
@@ -110,13 +164,15 @@ def resolve_weights(repo_id: str | None = None, revision: str | None = None,
     notes: list[str] = []
     if repo_id:
         try:
-            local = _from_hub(repo_id, revision, cache_dir)
-            return WeightsSource("hub", local, repo_id, revision, _training_steps(local))
+            local, hub_notes = _from_hub(repo_id, revision, cache_dir)
+            return WeightsSource("hub", local, repo_id, revision, _training_steps(local),
+                                 notes=tuple(hub_notes))
         # Any failure (offline, missing repo, HTTP or network error) must leave the app usable
         # on the bundled weights; the note tells the user what happened.
         except Exception as error:  # noqa: BLE001
-            notes.append(f"Hub weights {repo_id}@{revision} not used: unavailable "
-                         f"({type(error).__name__})")
+            reason = (str(error) if isinstance(error, WeightsIntegrityError)
+                      else f"unavailable ({type(error).__name__})")
+            notes.append(f"Hub weights {repo_id}@{revision} not used: {reason}")
     candidates = bundled_candidates(bundled)
     if checkpoint:
         chosen = [d for d in candidates if d.name == checkpoint]

@@ -1,0 +1,219 @@
+"""Issue 8, isolation: private per-request folders removed after serving, uploads and results
+deleted after ``keep_files_s``, no reads outside Gradio's cache, nothing unpickled, Hub weights
+checked against the pinned revision, server limits whatever the API caller sends."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from talking_heads import weights
+from talking_heads.limits import Limits
+
+from app_server import launched_app
+from conftest import PROJECT_ROOT
+
+EXAMPLE = str(PROJECT_ROOT / "examples" / "astronaut.jpg")
+LIMITS = Limits(keep_files_s=3, max_upload_mb=1, max_driving_frames=5, max_ft_steps=50)
+ARGS = ("preset", "talking", None, "ff", 10, True, "crop", True)  # after the photos
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    import app
+
+    work = tmp_path_factory.mktemp("requests")
+    app.WORK_ROOT = str(work)
+    try:
+        with launched_app(max_seconds=2.0, limits=LIMITS) as (demo, url):
+            yield demo, url, work
+    finally:
+        app.WORK_ROOT = None
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    from gradio_client import Client
+
+    return Client(served[1], verbose=False)
+
+
+def _cached_files(demo) -> set[str]:
+    return {path for files in demo.temp_file_sets for path in files}
+
+
+def test_request_folders_are_removed_and_files_expire(served, client, monkeypatch, tmp_path):
+    from gradio_client import handle_file
+
+    demo, _, work = served
+    seen = []
+    from talking_heads.pipeline import Animator  # spy on where outputs are written
+
+    original = Animator.animate
+
+    def spy(self, photos, driving, out_path, *args, **kwargs):
+        seen.append(Path(out_path))
+        assert Path(out_path).parent.is_dir()
+        return original(self, photos, driving, out_path, *args, **kwargs)
+
+    monkeypatch.setattr(Animator, "animate", spy)
+    video_path, notes = client.predict([handle_file(EXAMPLE)], *ARGS, api_name="/animate")
+    assert Path(video_path).is_file()
+    assert len(seen) == 1 and seen[0].parent.parent == work
+    assert not list(work.iterdir()), "the request's folder must be gone once served"
+    files = _cached_files(demo)
+    assert any(f.endswith(".mp4") for f in files) and any(f.endswith(".jpg") for f in files)
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("not a photo")
+    with pytest.raises(Exception, match=r"photo 1 \(notes\.jpg\) is not an image"):
+        client.predict([handle_file(str(fake))], *ARGS, api_name="/animate")
+    assert not list(work.iterdir()), "a failed request leaves nothing either"
+    deadline = time.time() + LIMITS.keep_files_s + 10
+    while time.time() < deadline and any(Path(f).exists() for f in files):
+        time.sleep(0.5)
+    assert not any(Path(f).exists() for f in files), "uploads and results must expire"
+
+
+def _raw_call(url: str, api_name: str, data: list) -> str:
+    """POST to Gradio's REST API directly (gradio_client would upload a local path itself),
+    then read the event stream: what a hostile caller gets back."""
+    request = urllib.request.Request(f"{url}gradio_api/call/{api_name}",
+                                     data=json.dumps({"data": data}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        event = json.loads(response.read())["event_id"]
+    with urllib.request.urlopen(f"{url}gradio_api/call/{api_name}/{event}",
+                                timeout=60) as response:
+        return response.read().decode()
+
+
+def test_callers_cannot_make_the_server_read_other_files(served, tmp_path):
+    demo, url, _ = served
+    secret = tmp_path / "secret.jpg"  # a real photo outside Gradio's upload folder
+    secret.write_bytes(Path(EXAMPLE).read_bytes())
+    forged = {"path": str(secret), "meta": {"_type": "gradio.FileData"}, "orig_name": "a.jpg"}
+    answer = _raw_call(url, "detect", [[forged]])
+    assert "event: error" in answer and "data: null" not in answer.split("event: error")[0]
+    answer = _raw_call(url, "animate", [[forged], *ARGS])
+    assert "event: error" in answer and ".mp4" not in answer
+    for path in (str(secret), str(PROJECT_ROOT / "app.py"), "/etc/hostname", "../app.py"):
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(f"{url}gradio_api/file={path}", timeout=10)
+        assert error.value.code in (403, 404)
+    assert demo.allowed_paths == []
+
+
+def test_limits_hold_whatever_the_api_caller_sends(served, client, tmp_path):
+    from gradio_client import handle_file
+
+    photo = handle_file(EXAMPLE)
+    # Gradio checks the slider's range itself; the pipeline checks again (test_bad_input).
+    with pytest.raises(Exception, match="greater than maximum value 50"):
+        client.predict([photo], "preset", "talking", None, "ft", 5000, True, "crop", True,
+                       api_name="/animate")
+    with pytest.raises(Exception, match="Upload at most 8 photos"):
+        client.predict([handle_file(EXAMPLE) for _ in range(9)], *ARGS, api_name="/animate")
+    with pytest.raises(Exception, match="not in the list of choices"):
+        client.predict([photo], "preset", "../../etc/passwd", None, "ff", 10, True, "crop",
+                       True, api_name="/animate")
+    from talking_heads import video
+
+    video_path, notes = client.predict([photo], *ARGS, api_name="/animate")
+    assert video.probe(video_path).num_frames == LIMITS.max_driving_frames
+    assert "driving motion cut to 5 frames" in notes
+    big = tmp_path / "big.jpg"
+    big.write_bytes(Path(EXAMPLE).read_bytes() + b"\0" * (2 << 20))  # 2 MB > 1 MB limit
+    with pytest.raises(Exception, match="(?i)too large|413|exceed"):
+        client.predict([handle_file(str(big))], *ARGS, api_name="/animate")
+
+
+def test_nothing_is_ever_unpickled():
+    """No pickle import; every torch.load has weights_only=True; np.load never allows pickles."""
+    sources = [PROJECT_ROOT / "app.py", *sorted((PROJECT_ROOT / "talking_heads").rglob("*.py"))]
+    for path in sources:
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                assert not {"pickle", "cPickle", "dill", "joblib"} & set(names), path
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                keywords = {k.arg: k.value for k in node.keywords}
+                if node.func.attr == "load" and getattr(node.func.value, "id", "") == "torch":
+                    flag = keywords.get("weights_only")
+                    assert isinstance(flag, ast.Constant) and flag.value is True, \
+                        f"{path}:{node.lineno}"
+                if node.func.attr == "load" and getattr(node.func.value, "id", "") == "np":
+                    flag = keywords.get("allow_pickle")
+                    assert flag is None or (isinstance(flag, ast.Constant) and not flag.value), \
+                        f"{path}:{node.lineno}"
+
+
+SHA = "89abcdef0123456789abcdef0123456789abcdef"
+
+
+def _fake_hub_cache(root: Path, model_dir: Path, commit: str = SHA) -> Path:
+    """A Hub cache as huggingface_hub writes it: blobs named by their etag, linked from
+    snapshots/<commit>/ (LFS files: SHA-256; small files: git blob SHA-1)."""
+    repo = root / "models--someone--heads"
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    for file in sorted(model_dir.iterdir()):
+        data = file.read_bytes()
+        if file.suffix == ".safetensors":
+            etag = hashlib.sha256(data).hexdigest()
+        else:
+            etag = hashlib.sha1(f"blob {len(data)}\0".encode() + data).hexdigest()
+        (repo / "blobs" / etag).write_bytes(data)
+        (repo / "snapshots" / commit / file.name).symlink_to(Path("../../blobs") / etag)
+    return repo
+
+
+@pytest.fixture
+def hub_env(tmp_path, monkeypatch):
+    import torch
+
+    from talking_heads.config import ModelConfig
+    from talking_heads.models import TalkingHeadModel
+
+    for name in (weights.ENV_REPO_ID, weights.ENV_REVISION, weights.ENV_CHECKPOINT):
+        monkeypatch.delenv(name, raising=False)
+    torch.manual_seed(3)
+    TalkingHeadModel(ModelConfig.tiny()).save_pretrained(tmp_path / "model")
+    TalkingHeadModel(ModelConfig.tiny()).save_pretrained(tmp_path / "bundled" / "cpu")
+    repo = _fake_hub_cache(tmp_path / "hf", tmp_path / "model")
+    return tmp_path, repo
+
+
+def _resolve(tmp_path, revision):
+    return weights.resolve_weights("someone/heads", revision, bundled=tmp_path / "bundled",
+                                   cache_dir=tmp_path / "hf")
+
+
+def test_hub_weights_are_checked_against_the_pinned_revision(hub_env):
+    tmp_path, repo = hub_env
+    source = _resolve(tmp_path, SHA)
+    assert source.kind == "hub" and source.directory.name == SHA and not source.notes
+    assert sorted(weights.verify_snapshot(source.directory, SHA)) == ["config.json",
+                                                                      "model.safetensors"]
+    unpinned = _resolve(tmp_path, "main")  # a branch: used, but the user is told
+    assert unpinned.kind == "hub" and "not pinned to a commit hash" in unpinned.notes[0]
+
+
+def test_tampered_hub_weights_are_refused(hub_env):
+    tmp_path, repo = hub_env
+    blob = (repo / "snapshots" / SHA / "model.safetensors").resolve()
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 1
+    blob.write_bytes(bytes(data))
+    source = _resolve(tmp_path, SHA)
+    assert source.kind == "bundled"
+    assert any("model.safetensors does not match its published hash" in n for n in source.notes)
