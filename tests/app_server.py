@@ -18,7 +18,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def launched_app(max_seconds: float = 0.4, limits=None):
+def launched_app(max_seconds: float = 0.4, limits=None, model: str = "tiny"):
     """Yield (demo, url) of app.py's Blocks serving a tiny untrained model, queued and
     launched by ``app.serve`` with ``limits`` (default: ``Limits()``)."""
     sys.path.insert(0, str(PROJECT_ROOT))
@@ -33,7 +33,7 @@ def launched_app(max_seconds: float = 0.4, limits=None):
     torch.set_num_threads(1)  # shared 2-core machine: one thread is far faster under load
     torch.manual_seed(0)
     limits = limits or Limits()
-    animator = Animator(TalkingHeadModel(ModelConfig.tiny()), WeightsSource("untrained", None),
+    animator = Animator(TalkingHeadModel(ModelConfig.preset(model)), WeightsSource("untrained", None),
                         limits=limits)
     demo = app.build_demo(animator, max_seconds=max_seconds)
     port = free_port()
@@ -44,3 +44,27 @@ def launched_app(max_seconds: float = 0.4, limits=None):
     finally:
         demo.close()
         torch.set_num_threads(threads)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until killed, printing the URL (for tests that need the server in another
+    process): ``python tests/app_server.py [--model tiny|cpu] [--seconds S]``; limits from
+    the ``TALKING_HEADS_*`` environment variables."""
+    import argparse
+    import time
+
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from talking_heads.limits import Limits
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", choices=["tiny", "cpu"], default="tiny")
+    parser.add_argument("--seconds", type=float, default=0.4)
+    args = parser.parse_args(argv)
+    with launched_app(args.seconds, Limits.from_environment(), args.model) as (_, url):
+        print(url, flush=True)
+        while True:
+            time.sleep(1.0)
+
+
+if __name__ == "__main__":
+    main()
