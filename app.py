@@ -174,7 +174,8 @@ def build_demo(animator: Animator, max_seconds: float | None = None) -> gr.Block
         inputs = [photos, driving_source, preset, driving_video, mode, steps, relative, framing,
                   label]
         gr.Examples(
-            examples=EXAMPLES, inputs=inputs, outputs=[output, notes], fn=animate, cache_examples=False,
+            examples=EXAMPLES, inputs=inputs, outputs=[output, notes], fn=animate,
+            cache_examples=False,
             run_on_click=False, label="Examples (click one, then Animate)")
         photos.change(detect, photos, faces, api_name="detect")
         # UI conveniences: choosing a driving input also selects it as the driving source.

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import sys
+import tempfile
 from contextlib import contextmanager
 
 import torch
@@ -33,8 +36,14 @@ def launched_app(max_seconds: float = 0.4, limits=None, model: str = "tiny"):
     torch.set_num_threads(1)  # shared 2-core machine: one thread is far faster under load
     torch.manual_seed(0)
     limits = limits or Limits()
-    animator = Animator(TalkingHeadModel(ModelConfig.preset(model)), WeightsSource("untrained", None),
+    animator = Animator(TalkingHeadModel(ModelConfig.preset(model)),
+                        WeightsSource("untrained", None),
                         limits=limits)
+    # A private Gradio cache: uploads are content-addressed, so servers of other test runs on
+    # the same machine would otherwise share (and, on closing, delete) each other's files.
+    cache = tempfile.mkdtemp(prefix="talking-heads-gradio-")
+    previous_cache = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = cache
     demo = app.build_demo(animator, max_seconds=max_seconds)
     port = free_port()
     app.serve(demo, limits, server_name="127.0.0.1", server_port=port,
@@ -44,6 +53,11 @@ def launched_app(max_seconds: float = 0.4, limits=None, model: str = "tiny"):
     finally:
         demo.close()
         torch.set_num_threads(threads)
+        if previous_cache is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = previous_cache
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:
