@@ -67,7 +67,8 @@ def read_photo(path: str | Path, index: int | None = None, limits: Limits = Limi
                                      f"{limits.max_photo_pixels / 1e6:g} megapixels)")
                 # JPEG: let the decoder scale by 1/2..1/8 so a huge photo never fills memory.
                 image.draft(image.mode, (side, side))
-                image = ImageOps.exif_transpose(image)
+                if image.getexif().get(0x0112, 1) != 1:  # Orientation tag: turn upright
+                    image = ImageOps.exif_transpose(image)
                 if max(image.size) > side:
                     factor = max(1, max(image.size) // side)
                     image = image.reduce(factor) if factor > 1 else image

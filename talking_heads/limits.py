@@ -17,8 +17,11 @@ ENV_PREFIX = "TALKING_HEADS_"
 class Limits:
     max_photos: int = 8                  # source photos per request
     max_upload_mb: int = 50              # any single uploaded file (Gradio's max_file_size)
-    max_photo_pixels: int = 80_000_000   # larger photos are refused before decoding (bombs)
-    photo_decode_side: int = 2048        # photos are decoded/downscaled to this longer side
+    max_photo_pixels: int = 80_000_000   # larger photos are refused before decoding (bombs);
+    #                                      JPEGs decode at 1/2-1/8 scale, other formats in
+    #                                      full (8000x8000 PNG: +258 MB peak, measured)
+    photo_decode_side: int = 1024        # photos are decoded/downscaled to this longer side
+    #                                      (the output photo is at most 720 px anyway)
     min_face_px: int = 64                # smaller faces give too little to animate
     min_ft_steps: int = 1                # fine-tuning steps accepted
     max_ft_steps: int = 300
@@ -51,8 +54,8 @@ class Limits:
             try:
                 changes[field.name] = kind(text)
             except ValueError as error:
-                raise ValueError(f"{ENV_PREFIX}{field.name.upper()}={text!r} is not a "
-                                 f"{kind.__name__}") from error
+                raise ValueError(f"{ENV_PREFIX}{field.name.upper()}={text!r} is not "
+                                 f"{'an integer' if kind is int else 'a number'}") from error
         return replace(cls(), **changes)
 
     def summary(self) -> str:

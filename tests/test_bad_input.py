@@ -104,7 +104,7 @@ def test_huge_photo_is_downscaled_with_bounded_memory(face, tmp_path):
     assert max(height, width) <= Limits().photo_decode_side
     # Decoding all 8000x8000 RGB pixels would take 192 MB; the JPEG decoder's 1/4 draft
     # keeps the peak far below that.
-    assert growth_mb < 100, f"decoding grew the peak RSS by {growth_mb} MB"
+    assert growth_mb < 64, f"decoding grew the peak RSS by {growth_mb} MB"  # measured: 27
     assert "downscaled from 8000x8000" in out[3]
 
 

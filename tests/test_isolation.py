@@ -134,6 +134,19 @@ def test_limits_hold_whatever_the_api_caller_sends(served, client, tmp_path):
         client.predict([handle_file(str(big))], *ARGS, api_name="/animate")
 
 
+def test_limits_come_from_the_environment_and_are_shown(served):
+    limits = Limits.from_environment({"TALKING_HEADS_MAX_FT_STEPS": "500",
+                                      "TALKING_HEADS_MAX_DRIVING_SECONDS": "7.5"})
+    assert (limits.max_ft_steps, limits.max_driving_seconds) == (500, 7.5)
+    assert limits.max_photos == Limits().max_photos
+    with pytest.raises(ValueError, match="TALKING_HEADS_MAX_PHOTOS='many' is not an integer"):
+        Limits.from_environment({"TALKING_HEADS_MAX_PHOTOS": "many"})
+    with pytest.raises(ValueError, match="must be positive"):
+        Limits(queue_size=0)
+    shown = [c.get("props", {}).get("value") for c in served[0].config["components"]]
+    assert LIMITS.summary() in shown and "fine-tuning 1-50 steps" in LIMITS.summary()
+
+
 def test_nothing_is_ever_unpickled():
     """No pickle import; every torch.load has weights_only=True; np.load never allows pickles."""
     sources = [PROJECT_ROOT / "app.py", *sorted((PROJECT_ROOT / "talking_heads").rglob("*.py"))]
