@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -33,9 +34,17 @@ def test_two_cpu_processes_keep_identical_replicas(data_dir, tmp_path):
                "--config", "tiny", "--out", str(out), "--steps", "4", "--device", "cpu",
                "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
-                          timeout=240)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # Own session: on a timeout the whole group goes (torchrun and both ranks), so no rank is
+    # left running, or holding the output pipes open, after the test.
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate(timeout=30)
+        pytest.fail("torchrun did not finish in 240 s:\n" + stdout[-3000:] + stderr[-3000:])
+    assert process.returncode == 0, stdout[-3000:] + stderr[-3000:]
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     start = [r for r in records if r["kind"] == "start"]
     assert start and start[0]["world_size"] == 2

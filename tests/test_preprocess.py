@@ -63,6 +63,27 @@ def test_rerun_skips_finished_clips(processed: Path, shared_data: Path, capsys):
     assert (processed / CLIP / "frames.npy").stat().st_mtime_ns == before
 
 
+def test_workers_are_spawned_not_forked(tmp_path: Path, monkeypatch):
+    """A forked worker inherits OpenCV's thread pool from a test process that already used it,
+    but not its threads: it hung for good in _init_worker's ``cv2.setNumThreads(1)``
+    (pthread_cond_destroy waiting for those threads), and the whole suite with it."""
+    seen = []
+
+    class Recorder:
+        def __init__(self, max_workers, mp_context=None, **kwargs):
+            seen.append(mp_context.get_start_method() if mp_context else None)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(preprocess, "ProcessPoolExecutor", Recorder)
+    assert preprocess.run([], tmp_path, workers=2, progress=False) == []
+    assert seen == ["spawn"]
+
+
 def test_unfinished_clip_is_redone_and_temp_folders_cleared(tmp_path: Path, shared_data: Path):
     specs = [s for s in preprocess.read_manifest(shared_data / "manifest.csv")
              if s.clip_id == CLIP]

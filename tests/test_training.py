@@ -152,15 +152,19 @@ def test_killed_run_resumes_from_its_last_checkpoint(data_dir, tmp_path):
     command = [sys.executable, "-m", "talking_heads", "train", "--data", str(data_dir),
                "--config", "tiny", "--out", str(out), "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command + ["--steps", "1000"], cwd=PROJECT_ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while not (out / "last.pt").is_file():
-        assert process.poll() is None, process.stderr.read().decode()
-        assert time.monotonic() < deadline, "no checkpoint written"
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)  # no chance to save anything more
-    process.wait()
+    errors = tmp_path / "stderr.txt"  # a file, not a pipe: an unread full pipe blocks the run
+    with open(errors, "wb") as stderr:
+        process = subprocess.Popen(command + ["--steps", "1000"], cwd=PROJECT_ROOT, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "last.pt").is_file():
+            assert process.poll() is None, errors.read_text()
+            assert time.monotonic() < deadline, "no checkpoint written"
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGKILL)  # no chance to save anything more (nor to go on)
+        process.wait(timeout=60)
     killed_at = load_training_state(out / "last.pt")["step"]
     assert killed_at >= 2
     assert not list(out.glob(".last.pt.*"))  # no half-written temp file replaced it
