@@ -31,28 +31,37 @@ def _rss_mb(pid: int, field: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
     if not Path("/proc/self/status").is_file():
         pytest.skip("peak memory is read from /proc")
     env = dict(os.environ, TALKING_HEADS_CONCURRENCY="1", TALKING_HEADS_QUEUE_SIZE="2",
                OMP_NUM_THREADS="1", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
-    process = subprocess.Popen(
-        [sys.executable, str(PROJECT_ROOT / "tests" / "app_server.py"), "--seconds", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=PROJECT_ROOT)
+    # stderr to a file: nobody reads it while the server runs, and a full pipe would block it.
+    errors = tmp_path_factory.mktemp("server") / "stderr.txt"
+    with open(errors, "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, str(PROJECT_ROOT / "tests" / "app_server.py"), "--seconds", "2"],
+            stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=PROJECT_ROOT)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
     reader.start()
-    deadline = time.time() + 120
-    while time.time() < deadline and not any(l.startswith("http") for l in lines):
-        if process.poll() is not None:
-            pytest.fail(f"server exited: {process.stderr.read()[-2000:]}")
-        time.sleep(0.2)
-    url = next(l.strip() for l in lines if l.startswith("http"))
     try:
+        deadline = time.time() + 120
+        while not any(l.startswith("http") for l in lines):
+            if process.poll() is not None:
+                pytest.fail(f"server exited: {errors.read_text()[-2000:]}")
+            if time.time() > deadline:
+                pytest.fail(f"server not up in 120 s: {errors.read_text()[-2000:]}")
+            time.sleep(0.2)
+        url = next(l.strip() for l in lines if l.startswith("http"))
         yield process, url
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
 
 
 def test_eight_simultaneous_requests(server):
