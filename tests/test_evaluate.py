@@ -125,6 +125,7 @@ def test_cli_on_tight_crops_with_dumps(tight_clip, tmp_path):
                  "--out", str(out), "--dump", str(dump), "--cache-dir", str(tmp_path / "cache")])
     assert code == 0
     report = json.loads(out.read_text())
+    assert report["complete"] is True
     clip = report["clips"][0]
     assert clip["num_frames"] == 40 and len(clip["evaluated_frames"]) == 4
     assert min(clip["evaluated_frames"]) >= 20 and max(clip["few_shot_frames"]["T4"]) < 20

@@ -107,16 +107,47 @@ def _finite(value):
     return value
 
 
+def _protocol(args: argparse.Namespace, model, discriminator, ft_config, scorer,
+              device: str) -> dict:
+    import torch
+
+    return {"manifest": str(args.manifest), "split": args.split, "shots": args.shots,
+            "frames": args.frames, "modes": args.mode, "ft_steps": args.ft_steps,
+            "ft_config": ft_config.to_dict(), "detector": args.detector,
+            "model": args.checkpoint or f"random-init:{args.random_init}",
+            "model_config": model.config.to_dict(),
+            "ft_discriminator": discriminator is not None, "device": device,
+            "vgg": scorer.feature_net.name if scorer.feature_net else None,
+            "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch "
+                       f"{torch.__version__}, {torch.get_num_threads()} threads"}
+
+
+def _write_report(path: Path, protocol: dict, results: list, settings, seconds: float,
+                  complete: bool) -> dict:
+    """The JSON report; rewritten after every clip so that a stopped run keeps its clips."""
+    from talking_heads.evaluation.report import aggregate, clip_entry
+
+    report = {"protocol": protocol, "complete": complete,
+              "aggregate": aggregate(results, settings.shots, settings.modes),
+              "clips": [clip_entry(r) for r in results], "seconds": round(seconds, 1)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(json.dumps(_finite(report), indent=2, allow_nan=False) + "\n")
+    temp.replace(path)
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
     from tqdm import tqdm
 
     from talking_heads.evaluation.protocol import read_manifest
     from talking_heads.evaluation.reenact import ModelReenactor
-    from talking_heads.evaluation.report import aggregate, clip_entry, format_table
+    from talking_heads.evaluation.report import format_table
     from talking_heads.evaluation.run import EvalSettings, evaluate_clip
     from talking_heads.evaluation.scoring import Scorer
     from talking_heads.landmarks.detector import get_detector
+    from talking_heads.training.config import FinetuneConfig
 
     args = _parse(sys.argv[1:] if argv is None else argv)
     started = time.perf_counter()
@@ -130,8 +161,6 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model, discriminator = _load_model(args)
-    from talking_heads.training.config import FinetuneConfig
-
     ft_config = FinetuneConfig() if args.ft_batch is None else \
         dataclasses.replace(FinetuneConfig(), batch_size=args.ft_batch)
     reenactor = ModelReenactor(model, discriminator, ft_steps=args.ft_steps, ft_config=ft_config,
@@ -139,29 +168,17 @@ def main(argv: list[str] | None = None) -> int:
     scorer = Scorer(get_detector(args.detector), feature_net=_feature_net(args, device))
     settings = EvalSettings(shots=tuple(args.shots), modes=tuple(args.mode), frames=args.frames,
                             dump_dir=args.dump, cache_dir=args.cache_dir or _default_cache())
+    protocol = _protocol(args, model, discriminator, ft_config, scorer, device)
     results = []
     with tqdm(clips, desc="evaluate", unit="clip") as bar:
         for clip in bar:
             results.append(evaluate_clip(clip, reenactor, scorer, settings,
                                          on_step=lambda message: bar.set_postfix_str(message)))
-    table = aggregate(results, settings.shots, settings.modes)
-    report = {
-        "protocol": {"manifest": str(args.manifest), "split": args.split, "shots": args.shots,
-                     "frames": args.frames, "modes": args.mode, "ft_steps": args.ft_steps,
-                     "ft_config": ft_config.to_dict(),
-                     "detector": args.detector, "model": args.checkpoint or
-                     f"random-init:{args.random_init}", "model_config": model.config.to_dict(),
-                     "ft_discriminator": discriminator is not None, "device": device,
-                     "vgg": scorer.feature_net.name if scorer.feature_net else None,
-                     "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch "
-                                f"{torch.__version__}, {torch.get_num_threads()} threads"},
-        "aggregate": table,
-        "clips": [clip_entry(r) for r in results],
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(_finite(report), indent=2, allow_nan=False) + "\n")
-    print(format_table(table))
+            _write_report(args.out, protocol, results, settings,
+                          time.perf_counter() - started, complete=False)
+    report = _write_report(args.out, protocol, results, settings,
+                           time.perf_counter() - started, complete=True)
+    print(format_table(report["aggregate"]))
     skipped = [r.clip.name for r in results if r.skipped]
     if skipped:
         print(f"skipped clips (no usable frames): {', '.join(skipped)}")
