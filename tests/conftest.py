@@ -25,3 +25,28 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def photos_dir(shared_data: Path) -> Path:
     return shared_data / "photos" / "johns"
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: on a shared 2-core machine two threads can be 10x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def animator():
+    """The animation pipeline on a seeded, untrained tiny model: fast, and every stage runs."""
+    import torch
+
+    from talking_heads import pipeline
+    from talking_heads.config import ModelConfig
+    from talking_heads.models import TalkingHeadModel
+    from talking_heads.weights import WeightsSource
+
+    torch.manual_seed(0)
+    return pipeline.Animator(TalkingHeadModel(ModelConfig.tiny()), WeightsSource("untrained", None))

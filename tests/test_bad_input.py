@@ -9,33 +9,18 @@ import sys
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from talking_heads import pipeline
 from talking_heads.avatar import NoFaceError
-from talking_heads.config import ModelConfig
 from talking_heads.inputs import InputError, read_photo, read_photos
 from talking_heads.limits import Limits
-from talking_heads.models import TalkingHeadModel
-from talking_heads.weights import WeightsSource
 
 from conftest import PROJECT_ROOT
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def animator() -> pipeline.Animator:
-    torch.manual_seed(0)
-    return pipeline.Animator(TalkingHeadModel(ModelConfig.tiny()),
-                             WeightsSource("untrained", None))
+# `animator` (a seeded untrained tiny model) comes from conftest.py.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

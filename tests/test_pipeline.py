@@ -7,14 +7,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from talking_heads import pipeline, video
 from talking_heads.avatar import Avatar, NoFaceError
-from talking_heads.config import ModelConfig
 from talking_heads.landmarks import retarget
-from talking_heads.models import TalkingHeadModel
-from talking_heads.weights import WeightsSource
 
 from conftest import PROJECT_ROOT
 
@@ -22,20 +18,8 @@ EXAMPLE = PROJECT_ROOT / "examples" / "astronaut.jpg"
 CLIP = "clips/sadtalker__WDA_KatieHill_000.mp4"  # train split, has audio
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine two threads can be 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def animator() -> pipeline.Animator:
-    torch.manual_seed(0)
-    model = TalkingHeadModel(ModelConfig.tiny())
-    return pipeline.Animator(model, WeightsSource("untrained", None))
+# `animator` (a seeded untrained tiny model) comes from conftest.py.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
