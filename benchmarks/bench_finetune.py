@@ -44,14 +44,16 @@ def real_crops(path: Path, count: int, size: int) -> tuple[torch.Tensor, torch.T
     return image_to_tensor(x), image_to_tensor(y)  # (T, 3, S, S) each
 
 
-def time_finetune(model, discriminator, x, y, steps: int, content) -> float:
-    """Wall seconds of ``steps`` FT steps after one warm-up run of one step."""
+def time_finetune(model, discriminator, x, y, steps: int, content) -> tuple[float, list[float]]:
+    """Wall seconds of ``steps`` FT steps (after a one-step warm-up run) and each step's
+    seconds (from the progress callback, which ``run_finetune`` calls after every step)."""
     run_finetune(model, x, y, 1, discriminator=discriminator, content=content)
-    start = time.perf_counter()
-    result = run_finetune(model, x, y, steps, discriminator=discriminator, content=content)
-    seconds = time.perf_counter() - start
+    marks = [time.perf_counter()]
+    result = run_finetune(model, x, y, steps, discriminator=discriminator, content=content,
+                          progress=lambda fraction, message: marks.append(time.perf_counter()))
+    seconds = time.perf_counter() - marks[0]
     assert result.steps == steps and not result.content_only
-    return seconds
+    return seconds, list(np.diff(marks))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,10 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     config = FinetuneConfig()
     content = cached_content_loss(config.content_face)
     measured = args.measure_steps or args.steps
-    seconds = {}
+    seconds, steps_median = {}, {}
     for t in args.shots:
         x, y = real_crops(args.data / CLIP, t, model.config.image_size)
-        seconds[t] = time_finetune(model, discriminator, x, y, measured, content)
+        seconds[t], per_step = time_finetune(model, discriminator, x, y, measured, content)
+        steps_median[t] = float(np.median(per_step))
     write_result(args.out, {
         "benchmark": "finetune", "config": model.config.name,
         "weights": args.checkpoint or "random init", "steps": args.steps,
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_per_step": {f"T{t}": round(s / measured, 3) for t, s in seconds.items()},
         "seconds_for_steps": {f"T{t}": round(s / measured * args.steps, 1)
                               for t, s in seconds.items()},
+        "median_step_seconds": {f"T{t}": round(s, 3) for t, s in steps_median.items()},
         "load_average_start": load_start})
     return 0
 
