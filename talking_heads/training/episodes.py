@@ -65,6 +65,9 @@ class EpisodeStream:
             collate_fn=collate, num_workers=cfg.num_workers, drop_last=True,
             worker_init_fn=_seed_worker, persistent_workers=cfg.num_workers > 0,
             prefetch_factor=2 if cfg.num_workers > 0 else None,
+            # forked workers inherit torch's thread pools and locks mid-use (a known deadlock);
+            # spawned ones start clean, once, since the workers persist
+            multiprocessing_context="spawn" if cfg.num_workers > 0 else None,
             generator=torch.Generator().manual_seed(seed))  # base seed of the workers
         self._iter = iter(self._loader)
 
