@@ -6,9 +6,11 @@ shows the face and landmarks found in each photo.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,6 +18,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 import spaces  # noqa: E402  (a no-op decorator off ZeroGPU hardware)
+from gradio.processing_utils import save_file_to_cache  # noqa: E402
+from gradio.utils import get_upload_folder  # noqa: E402
 
 from talking_heads import presets  # noqa: E402
 from talking_heads.inputs import read_photos  # noqa: E402
@@ -69,13 +73,77 @@ def _read_photos(files, limits: Limits) -> list:
 @contextmanager
 def request_folder():
     """A private temporary folder for one request, removed when the request ends (also on
-    errors and when the client goes away). Gradio copies the result into its own cache
-    before the folder goes; that copy and the uploads are deleted by ``delete_cache``."""
+    errors and when the client goes away). The result is copied into Gradio's cache before
+    the folder goes; that copy and the uploads are deleted when the session ends
+    (``SessionFiles``), and in any case after ``keep_files_s`` (``delete_cache``)."""
     folder = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=WORK_ROOT))
     try:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+class SessionFiles:
+    """The files in Gradio's cache that each session uploaded or was served, so they can be
+    deleted as soon as the session ends (the tab is closed, or a ``gradio_client`` closes)
+    rather than only when ``keep_files_s`` expires, which stays the backstop.
+
+    Gradio stores files by content, so two sessions uploading the same photo share one file:
+    it goes when the last of them ends. Files outside the cache folder and the app's own
+    examples (``protected``, compared by content) are never deleted.
+    """
+
+    def __init__(self, cache_dir: str | Path, protected: list[str] = ()) -> None:
+        self.cache_dir = Path(cache_dir).resolve()
+        self._protected = {_sha256(Path(path)) for path in protected} - {None}
+        self._holders: dict[Path, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def hold(self, session: str | None, paths) -> None:
+        """Remember that ``session`` holds ``paths`` (those outside the cache are ignored)."""
+        if not session:  # a raw REST call without a session: the expiry deletes its files
+            return
+        with self._lock:
+            for path in paths:
+                resolved = Path(path).resolve()
+                if resolved.is_relative_to(self.cache_dir) and resolved != self.cache_dir:
+                    self._holders.setdefault(resolved, set()).add(session)
+
+    def held(self, session: str) -> list[Path]:
+        with self._lock:
+            return [path for path, sessions in self._holders.items() if session in sessions]
+
+    def release(self, session: str | None) -> list[Path]:
+        """The session ended: delete the files no other session holds; returns them."""
+        if not session:
+            return []
+        with self._lock:
+            orphans = []
+            for path, sessions in list(self._holders.items()):
+                sessions.discard(session)
+                if not sessions:
+                    del self._holders[path]
+                    orphans.append(path)
+        deleted = []
+        for path in orphans:
+            if _sha256(path) in self._protected or not path.is_file():
+                continue
+            path.unlink(missing_ok=True)
+            deleted.append(path)
+            try:  # Gradio's per-file folder, named by the content hash
+                if path.parent != self.cache_dir:
+                    path.parent.rmdir()
+            except OSError:
+                pass  # not empty: another file with the same content hash
+        return deleted
 
 
 def _notes_markdown(result, extra: list[str] = ()) -> str:
@@ -87,11 +155,13 @@ def _notes_markdown(result, extra: list[str] = ()) -> str:
     return "\n".join(lines)
 
 
-def make_handlers(animator: Animator, max_seconds: float):
-    """The event functions, bound to one loaded model; driving is cut to ``max_seconds``."""
+def make_handlers(animator: Animator, max_seconds: float, session_files: SessionFiles):
+    """The event functions, bound to one loaded model; driving is cut to ``max_seconds``;
+    every upload and result is registered with ``session_files`` under the caller's session."""
     limits = animator.limits
 
-    def detect(files):
+    def detect(files, request: gr.Request):
+        session_files.hold(request.session_hash, _paths(files))
         photos = _read_photos(files, limits) if _paths(files) else []
         previews = preview_faces([p.image for p in photos], animator.detector)
         return [(preview.image, f"{preview.caption} ({photo.name})")
@@ -99,9 +169,11 @@ def make_handlers(animator: Animator, max_seconds: float):
 
     @spaces.GPU(duration=120)
     def animate(files, driving_source, preset, driving_video, mode, steps, relative, framing,
-                label, progress=gr.Progress()):
-        # A generator: the code after ``yield`` runs once Gradio has copied the result into
-        # its cache, so the request's folder is removed right after the answer is served.
+                label, request: gr.Request, progress=gr.Progress()):
+        # A generator: the code after ``yield`` runs once Gradio has taken the result, so
+        # the request's folder is removed right after the answer is served.
+        session = request.session_hash
+        session_files.hold(session, _paths(files) + ([driving_video] if driving_video else []))
         photos = _read_photos(files, limits)
         report = lambda fraction, message: progress(fraction, desc=message)  # noqa: E731
         try:
@@ -122,7 +194,11 @@ def make_handlers(animator: Animator, max_seconds: float):
                                           folder / "talking-head.mp4", options, report,
                                           names=[p.name for p in photos])
                 notes = [n for p in photos for n in p.notes]
-                yield str(result.path), _notes_markdown(result, notes)
+                # The copy Gradio serves (it hands out this very file rather than copying
+                # again), registered so it goes when the session ends.
+                served = save_file_to_cache(result.path, str(session_files.cache_dir))
+                session_files.hold(session, [served])
+                yield served, _notes_markdown(result, notes)
         except (ValueError, TypeError, OSError) as error:  # no face, bad video or option
             raise gr.Error(str(error)) from error
 
@@ -134,7 +210,8 @@ def build_demo(animator: Animator, max_seconds: float | None = None) -> gr.Block
     limits = animator.limits
     max_seconds = min(max_seconds or limits.max_driving_seconds, limits.max_driving_seconds)
     max_photos = limits.max_photos
-    detect, animate = make_handlers(animator, max_seconds)
+    session_files = SessionFiles(get_upload_folder(), protected=[EXAMPLE_PHOTO])
+    detect, animate = make_handlers(animator, max_seconds, session_files)
     descriptions = presets.preset_descriptions()
     keep = limits.keep_files_s
     with gr.Blocks(title="Talking Heads", delete_cache=(max(1, min(60, keep // 2)), keep)) \
@@ -183,6 +260,12 @@ def build_demo(animator: Animator, max_seconds: float | None = None) -> gr.Block
                              api_visibility="private")
         preset.select(lambda: "preset", None, driving_source, api_visibility="private")
         button.click(animate, inputs, [output, notes], api_name="animate")
+
+        def end_session(request: gr.Request):
+            session_files.release(request.session_hash)
+
+        demo.unload(end_session)  # the tab closed or the API client went away
+    demo.session_files = session_files  # for tests and operators
     return demo
 
 

@@ -33,6 +33,7 @@ class Limits:
     concurrency: int = 1                 # requests rendered at the same time
     queue_size: int = 16                 # requests waiting; more get a "queue is full" answer
     keep_files_s: int = 900              # uploads and results are deleted after this long
+    #                                      at the latest (normally when the session ends)
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -64,5 +65,5 @@ class Limits:
                 f"of at least {self.min_face_px} px, fine-tuning {self.min_ft_steps}-"
                 f"{self.max_ft_steps} steps, driving motion cut to {self.max_driving_seconds:g} s"
                 f" / {self.max_driving_frames} frames at most {self.max_driving_fps:g} fps, "
-                f"{self.queue_size} requests in the queue; files are deleted after "
-                f"{self.keep_files_s // 60} min.")
+                f"{self.queue_size} requests in the queue; your files are deleted when you close "
+                f"the page, or after {self.keep_files_s // 60} min at the latest.")

@@ -81,6 +81,42 @@ def test_request_folders_are_removed_and_files_expire(served, client, monkeypatc
     assert not any(Path(f).exists() for f in files), "uploads and results must expire"
 
 
+def test_files_go_when_the_session_ends(tmp_path):
+    """With a long expiry, a client's uploads and result are deleted as soon as it closes;
+    a photo another session still holds, and the app's own example, stay."""
+    from gradio_client import Client, handle_file
+
+    photo = tmp_path / "mine.jpg"  # same pixels as the example, different bytes
+    photo.write_bytes(Path(EXAMPLE).read_bytes() + b"\0")
+    shared = tmp_path / "shared.jpg"
+    shared.write_bytes(Path(EXAMPLE).read_bytes() + b"\0\0")
+    with launched_app(max_seconds=1.0, limits=Limits(keep_files_s=3600)) as (demo, url):
+        one, two = Client(url, verbose=False), Client(url, verbose=False)
+        one.predict([handle_file(str(photo)), handle_file(str(shared))], *ARGS,
+                    api_name="/animate")
+        two.predict([handle_file(str(shared))], api_name="/detect")
+        two.predict([handle_file(EXAMPLE)], api_name="/detect")
+        held = demo.session_files.held(one.session_hash)
+        names = sorted(path.name for path in held)
+        assert names == ["mine.jpg", "shared.jpg", "talking-head.mp4"], names
+        assert all(path.is_file() for path in held)
+        example_copy = next(p for p in demo.session_files.held(two.session_hash)
+                            if p.name == "astronaut.jpg")
+        one.close()  # the heartbeat ends: Gradio runs the app's unload handler
+        deadline = time.time() + 30
+        while time.time() < deadline and any(p.is_file() for p in held if p.name != "shared.jpg"):
+            time.sleep(0.2)
+        gone = {path.name: not path.exists() for path in held}
+        assert gone == {"mine.jpg": True, "talking-head.mp4": True, "shared.jpg": False}
+        two.close()
+        deadline = time.time() + 30
+        shared_copy = next(p for p in held if p.name == "shared.jpg")
+        while time.time() < deadline and shared_copy.exists():
+            time.sleep(0.2)
+        assert not shared_copy.exists(), "the last session holding it has ended"
+        assert example_copy.is_file(), "the app's example photo is never deleted"
+
+
 def _raw_call(url: str, api_name: str, data: list) -> str:
     """POST to Gradio's REST API directly (gradio_client would upload a local path itself),
     then read the event stream: what a hostile caller gets back."""
