@@ -199,6 +199,8 @@ def make_handlers(animator: Animator, max_seconds: float, session_files: Session
                 served = save_file_to_cache(result.path, str(session_files.cache_dir))
                 session_files.hold(session, [served])
                 yield served, _notes_markdown(result, notes)
+        except gr.Error:  # already worded for the user (gr.Error is itself a ValueError)
+            raise
         except (ValueError, TypeError, OSError) as error:  # no face, bad video or option
             raise gr.Error(str(error)) from error
 

@@ -71,6 +71,7 @@ def driving_from_video(path: str | Path, detector, max_seconds: float = DEFAULT_
     fps = min(video.video_fps(path), limits.max_driving_fps)
     budget = min(limits.max_driving_frames, max(1, int(round(max_seconds * fps))))
     times, points, found, source_size = [], [], [], None
+    damaged = False
     try:
         for index, frame in enumerate(video.iter_timed_frames(
                 path, max_seconds=max_seconds, max_frames=4 * budget,
@@ -86,6 +87,7 @@ def driving_from_video(path: str | Path, detector, max_seconds: float = DEFAULT_
     except av.error.FFmpegError:  # a damaged tail: keep what was decoded before it
         if not times:
             raise InputError(f"the driving video ({Path(path).name}) cannot be decoded")
+        damaged = True
     if not any(found):
         raise NoFaceError("no face found in the driving video")
     track = retarget.fill_missing(np.stack(points), np.array(found))  # (N, 68, 2) pixels
@@ -102,11 +104,18 @@ def driving_from_video(path: str | Path, detector, max_seconds: float = DEFAULT_
                      "interpolated from the nearest frames with a face)")
     gaps = np.diff(times)
     if len(gaps) > 2 and gaps.max() > 1.5 * np.median(gaps):
-        notes.append(f"variable frame rate: motion resampled to {fps:g} fps by timestamp")
+        notes.append(f"variable frame rate: motion resampled to {fps:.3g} fps by timestamp")
     seconds = count / fps
-    if clip.duration > seconds + 1.5 / fps:
-        notes.append(f"driving clip cut to its first {seconds:g} s (of {clip.duration:.1f} s; "
-                     f"limits: {max_seconds:g} s, {limits.max_driving_frames} frames)")
+    # A file cut short can also just end early without an error from the decoder.
+    expected = min(clip.duration, max_seconds)
+    damaged = damaged or (len(times) < 4 * budget
+                          and times[-1] < expected - max(3.0 / fps, 0.25))
+    if damaged:
+        notes.append(f"the driving video is damaged after {times[-1]:.1f} s (of "
+                     f"{clip.duration:.1f} s): only the part before that is used")
+    elif clip.duration > seconds + 1.5 / fps:
+        notes.append(f"driving clip cut to its first {seconds:.3g} s (of {clip.duration:.1f} s;"
+                     f" limits: {max_seconds:g} s, {limits.max_driving_frames} frames)")
     (width, height), (small_w, small_h) = source_size
     if (width, height) != (small_w, small_h):
         notes.append(f"driving frames {width}x{height} analysed at {small_w}x{small_h}")

@@ -64,7 +64,7 @@ def read_photo(path: str | Path, index: int | None = None, limits: Limits = Limi
                 width, height = image.size
                 if width * height > limits.max_photo_pixels:
                     raise InputError(f"{label} is too large ({width}x{height} pixels; at most "
-                                     f"{limits.max_photo_pixels / 1e6:g} megapixels)")
+                                     f"{limits.max_photo_pixels / 1e6:.3g} megapixels)")
                 # JPEG: let the decoder scale by 1/2..1/8 so a huge photo never fills memory.
                 image.draft(image.mode, (side, side))
                 if image.getexif().get(0x0112, 1) != 1:  # Orientation tag: turn upright
@@ -73,6 +73,7 @@ def read_photo(path: str | Path, index: int | None = None, limits: Limits = Limi
                     factor = max(1, max(image.size) // side)
                     image = image.reduce(factor) if factor > 1 else image
                     image.thumbnail((side, side), Image.Resampling.LANCZOS)
+                frames = getattr(image, "n_frames", 1)
                 pixels = _pixels(image)
     except InputError:
         raise
@@ -85,6 +86,8 @@ def read_photo(path: str | Path, index: int | None = None, limits: Limits = Limi
     except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt data
         raise InputError(f"{label} is damaged or truncated and cannot be read") from error
     notes = []
+    if frames > 1:
+        notes.append(f"{label} is animated ({frames} frames): its first frame is used")
     if max(width, height) > side:
         notes.append(f"{label} downscaled from {width}x{height} to "
                      f"{pixels.shape[1]}x{pixels.shape[0]}")
@@ -123,7 +126,7 @@ def check_clip(path: str | Path, limits: Limits = Limits()) -> ClipCheck:
             width, height = stream.codec_context.width, stream.codec_context.height
             if width * height > limits.max_driving_pixels:
                 raise InputError(f"{label} is {width}x{height}; frames of at most "
-                                 f"{limits.max_driving_pixels / 1e6:g} megapixels are accepted")
+                                 f"{limits.max_driving_pixels / 1e6:.3g} megapixels are accepted")
             frame = next(iter(container.decode(stream)), None)
             if frame is None:
                 raise InputError(f"{label} has no frames that can be decoded")

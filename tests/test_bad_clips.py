@@ -4,6 +4,7 @@ rate, long and large clips, portrait and landscape (made from a real clip by the
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -164,3 +165,19 @@ def test_portrait_and_landscape_clips(animator, frames, tmp_path, shape):
     driving = pipeline.driving_from_video(path, animator.detector)
     assert len(driving.points) == 6 and not any("no face" in n for n in driving.notes)
     assert _animate(animator, driving, tmp_path).frames == 6
+
+
+def test_a_clip_cut_short_says_it_is_damaged(animator, clip, tmp_path):
+    """A file whose second half is missing decodes without an error up to the cut: the notes
+    must blame the file, not the limits."""
+    frames, _ = video.read_video(clip, max_frames=50)
+    whole = video.write_mp4(tmp_path / "whole.mp4", frames, 25, comment="")  # index first
+    data = Path(whole).read_bytes()
+    half = tmp_path / "half.mp4"
+    half.write_bytes(data[:len(data) // 2])
+    driving = pipeline.driving_from_video(half, animator.detector)
+    assert 0 < len(driving.points) < 50
+    assert any(note.startswith("the driving video is damaged after") for note in driving.notes)
+    assert not any("cut to its first" in note for note in driving.notes)
+    intact = pipeline.driving_from_video(whole, animator.detector)
+    assert len(intact.points) == 50 and not any("damaged" in n for n in intact.notes)

@@ -173,3 +173,18 @@ def test_photo_count_and_steps_are_limited_on_the_server(animator, face, tmp_pat
     options = pipeline.AnimateOptions(mode="ft", steps=900)
     with pytest.raises(InputError, match=r"steps must be between 1 and 300 \(got 900\)"):
         animator.animate([face], driving, tmp_path / "out.mp4", options)
+
+
+def test_animated_photo_uses_its_first_frame_and_says_so(face, tmp_path):
+    path = tmp_path / "moving.gif"
+    first, second = Image.fromarray(face), Image.fromarray(face[:, ::-1])
+    first.save(path, save_all=True, append_images=[second], duration=100)
+    photo = read_photo(path, index=2)
+    assert photo.image.shape[:2] == face.shape[:2]
+    assert "photo 2 (moving.gif) is animated (2 frames): its first frame is used" in photo.notes
+
+
+def test_weak_texture_boxes_do_not_count_as_faces(animator):
+    """dlib's HOG also fires weakly (score 0.1) on the example's spacesuit: not a second face."""
+    photo = read_photo(PROJECT_ROOT / "examples" / "astronaut.jpg").image
+    assert animator.detector.detect(photo).num_faces == 1

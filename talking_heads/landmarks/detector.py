@@ -99,12 +99,15 @@ class DlibDetector:
     name = "dlib"
 
     def __init__(self, detect_max_side: int = 640, small_side: int = 400,
-                 track_face: int = 100, track_margin: float = 1.25):
+                 track_face: int = 100, track_margin: float = 1.25, weak_score: float = 0.3):
         """``detect_max_side``: frames are downscaled to this longer side for the HOG detector.
         ``small_side``: below this size a second pass upsamples 2x (HOG finds faces >= 80 px).
         ``track_face``, ``track_margin``: with a ``near`` box (the previous frame's face), the
         detector searches only a square of +- ``track_margin`` box sides around it, scaled so
         the face is about ``track_face`` px; if no face is there, the whole frame is searched.
+        ``weak_score``: HOG boxes scoring below this are dropped when a stronger box exists
+        (they are mostly texture taken for a face, e.g. on a spacesuit, and would make the app
+        report "2 faces"); a weak box alone is still used.
         """
         import dlib
 
@@ -118,15 +121,18 @@ class DlibDetector:
         self.small_side = small_side
         self.track_face = track_face
         self.track_margin = track_margin
+        self.weak_score = weak_score
 
     def _hog(self, gray: np.ndarray, origin: tuple[int, int], scale: float,
              upsample_small: bool) -> list[Box]:
         """HOG boxes in ``gray`` resized by ``scale``, mapped back to image pixels."""
         if scale < 1.0:
             gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        rects, _, _ = self._face_detector.run(gray, 0, 0.0)
+        rects, scores, _ = self._face_detector.run(gray, 0, 0.0)
         if len(rects) == 0 and upsample_small and max(gray.shape) < self.small_side:
-            rects, _, _ = self._face_detector.run(gray, 1, 0.0)
+            rects, scores, _ = self._face_detector.run(gray, 1, 0.0)
+        if len(rects) > 1 and max(scores) >= self.weak_score:
+            rects = [r for r, score in zip(rects, scores) if score >= self.weak_score]
         ox, oy = origin
         return [(ox + r.left() / scale, oy + r.top() / scale, ox + r.right() / scale,
                  oy + r.bottom() / scale) for r in rects]
