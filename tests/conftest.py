@@ -27,7 +27,7 @@ def photos_dir(shared_data: Path) -> Path:
     return shared_data / "photos" / "johns"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread: on a shared 2-core machine two threads can be 10x slower."""
     import torch

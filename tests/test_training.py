@@ -40,12 +40,9 @@ class Payload:
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny nets gain nothing from threads, and lose a lot on a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread(one_torch_thread):
+    """The tiny nets gain nothing from threads, and lose a lot on a busy shared CPU (the
+    autouse wrapper makes conftest's fixture apply before this module's other fixtures)."""
 
 
 @pytest.fixture(scope="module")
