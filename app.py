@@ -24,8 +24,9 @@ from gradio.utils import get_upload_folder  # noqa: E402
 from talking_heads import presets  # noqa: E402
 from talking_heads.inputs import read_photos  # noqa: E402
 from talking_heads.limits import Limits  # noqa: E402
-from talking_heads.pipeline import (AnimateOptions, Animator, driving_from_preset,  # noqa: E402
-                                    driving_from_video, preview_faces)
+from talking_heads.pipeline import (DRIVING_SHARE, AnimateOptions, Animator,  # noqa: E402
+                                    driving_from_preset, driving_from_video, preview_faces,
+                                    progress_span)
 
 PROJECT = Path(__file__).resolve().parent
 EXAMPLE_PHOTO = str(PROJECT / "examples" / "astronaut.jpg")
@@ -180,18 +181,21 @@ def make_handlers(animator: Animator, max_seconds: float, session_files: Session
             options = AnimateOptions(mode=mode, steps=int(steps),
                                      relative_motion=bool(relative),
                                      paste_back=framing == "photo", label=bool(label))
+            start = 0.0
             if driving_source == "video":
                 if not driving_video:
                     raise gr.Error("Upload a driving video, or choose a preset motion.")
+                start = DRIVING_SHARE
                 driving = driving_from_video(driving_video, animator.detector, max_seconds,
-                                             report, limits)
+                                             progress_span(report, 0.0, start), limits)
             else:
                 if preset not in presets.preset_names():
                     raise gr.Error(f"Unknown preset {preset!r}.")
                 driving = driving_from_preset(preset, max_seconds)
             with request_folder() as folder:
                 result = animator.animate([p.image for p in photos], driving,
-                                          folder / "talking-head.mp4", options, report,
+                                          folder / "talking-head.mp4", options,
+                                          progress_span(report, start, 1.0),
                                           names=[p.name for p in photos])
                 notes = [n for p in photos for n in p.notes]
                 # The copy Gradio serves (it hands out this very file rather than copying

@@ -36,6 +36,15 @@ from talking_heads.weights import (WeightsSource, load_discriminator, load_model
                                    resolve_weights)
 
 Progress = Callable[[float, str], None]
+
+# Share of the progress bar taken by analysing an uploaded driving clip (detection on every
+# frame); the rest is ``Animator.animate``. Presets skip that stage.
+DRIVING_SHARE = 0.3
+
+
+def progress_span(report: Progress, start: float, end: float) -> Progress:
+    """``report`` restricted to [start, end], so consecutive stages never move the bar back."""
+    return lambda fraction, message: report(start + (end - start) * fraction, message)
 MAX_PHOTOS = Limits().max_photos
 MIN_CROP_OUTPUT = 256    # crop-only output is upscaled to at least this side
 
@@ -332,12 +341,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{fraction:6.1%}] {message}", file=sys.stderr, flush=True)
 
     try:
-        photos = [load_photo(path) for path in args.source]
-        animator = Animator.from_environment(args.device)
+        limits = Limits.from_environment()
+        photos = [load_photo(path, limits) for path in args.source]
+        animator = Animator.from_environment(args.device, limits)
         print(animator.weights_label, file=sys.stderr)
+        start = 0.0 if args.preset else DRIVING_SHARE
         driving = (driving_from_preset(args.preset, args.max_seconds) if args.preset else
-                   driving_from_video(args.driving, animator.detector, args.max_seconds, show))
-        result = animator.animate(photos, driving, args.out, options, show)
+                   driving_from_video(args.driving, animator.detector, args.max_seconds,
+                                      progress_span(show, 0.0, start), animator.limits))
+        result = animator.animate(photos, driving, args.out, options,
+                                  progress_span(show, start, 1.0))
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

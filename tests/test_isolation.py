@@ -170,6 +170,35 @@ def test_limits_hold_whatever_the_api_caller_sends(served, client, tmp_path):
         client.predict([handle_file(str(big))], *ARGS, api_name="/animate")
 
 
+def _raw_upload(url: str, name: str, payload: bytes) -> tuple[int, str]:
+    """A multipart POST to Gradio's upload route, as a caller without gradio_client (which
+    checks the size itself before sending) would make it: (HTTP status, body)."""
+    boundary = "talkingheadsboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; "
+            f"filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            ).encode() + payload + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(
+        f"{url}gradio_api/upload", data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_the_server_refuses_uploads_over_the_size_limit(served):
+    """The limit is the server's: a raw upload over MAX_UPLOAD_MB gets HTTP 413 and nothing
+    is kept, while a photo under it is accepted."""
+    _, url, _ = served
+    photo = Path(EXAMPLE).read_bytes()
+    assert len(photo) < LIMITS.max_upload_mb << 20
+    status, body = _raw_upload(url, "ok.jpg", photo)
+    assert status == 200 and json.loads(body)[0].endswith("ok.jpg")
+    status, body = _raw_upload(url, "big.jpg", photo + b"\0" * (2 << 20))  # 2 MB > 1 MB
+    assert status == 413 and "maximum allowed size" in body
+
+
 def test_limits_come_from_the_environment_and_are_shown(served):
     limits = Limits.from_environment({"TALKING_HEADS_MAX_FT_STEPS": "500",
                                       "TALKING_HEADS_MAX_DRIVING_SECONDS": "7.5"})

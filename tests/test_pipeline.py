@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -152,6 +153,28 @@ def test_cli_writes_a_video(tmp_path, capsys, monkeypatch):
     assert code == 0
     assert video.probe(out).num_frames == 5
     assert "wrote" in capsys.readouterr().out
+
+
+def test_cli_driving_clip_progress_only_moves_forward(shared_data, tmp_path, capsys,
+                                                     monkeypatch):
+    """Analysing an uploaded clip and animating share one bar: it never jumps back."""
+    monkeypatch.setenv("TALKING_HEADS_CHECKPOINT", "")
+    out = tmp_path / "clip.mp4"
+    code = pipeline.main(["--source", str(EXAMPLE), "--driving", str(shared_data / CLIP),
+                          "--out", str(out), "--max-seconds", "0.6", "--crop-only"])
+    assert code == 0
+    fractions = [float(m.group(1)) for m in re.finditer(r"^\[ *([\d.]+)%\]",
+                                                         capsys.readouterr().err, re.M)]
+    assert len(fractions) > 4 and fractions == sorted(fractions) and fractions[-1] == 100.0
+    assert any(f <= 100 * pipeline.DRIVING_SHARE for f in fractions[:2])
+
+
+def test_cli_uses_the_server_limits_from_the_environment(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TALKING_HEADS_CHECKPOINT", "")
+    monkeypatch.setenv("TALKING_HEADS_MAX_FT_STEPS", "3")
+    code = pipeline.main(["--source", str(EXAMPLE), "--preset", "nodding", "--out",
+                          str(tmp_path / "x.mp4"), "--mode", "ft", "--steps", "5"])
+    assert code == 1 and "between 1 and 3 (got 5)" in capsys.readouterr().err
 
 
 def test_cli_reports_a_missing_face(tmp_path, capsys):

@@ -104,3 +104,22 @@ def test_repository_checkpoints_resolve(tmp_path):
     model = weights.load_model(source)
     assert model.config.image_size > 0
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_device_is_chosen_automatically(monkeypatch):
+    """CPU here; CUDA as soon as a GPU is visible (as inside ``@spaces.GPU`` on ZeroGPU)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert weights.pick_device() == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert weights.pick_device() == torch.device("cuda")
+
+
+def test_spaces_gpu_is_a_no_op_off_zerogpu():
+    """The app's ``@spaces.GPU`` leaves the function (and its generator results) as they are
+    on CPU hardware."""
+    import spaces
+
+    def work(n):
+        yield n * 2
+
+    assert list(spaces.GPU(duration=120)(work)(21)) == [42]
