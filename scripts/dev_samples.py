@@ -1,11 +1,14 @@
 """The model card's picture: dev identities (never trained on) driven by another dev clip.
 
     PYTHONPATH=. python scripts/dev_samples.py --checkpoint checkpoints/cpu \
-        --out checkpoints/cpu/dev_samples.png [--steps 100]
+        --out checkpoints/cpu/dev_samples.png [--steps 100] [--videos DIR]
 
 Top row: the driving clip's face crops at the chosen frames. Then one row per source clip:
 its first frame (the only photo the model sees) | FF at each frame | FT at each frame.
 Relative motion, crop only, like the app's "face crop" output. FF/FT seconds are printed.
+With ``--videos DIR``, also DIR/<source>.mp4 per source: the whole driving clip (at most
+``--seconds``) as driver crop | FF | FT side by side, with the driver's audio, to watch the
+motion over time (flicker, jitter, identity drift) rather than four stills.
 """
 
 from __future__ import annotations
@@ -47,11 +50,35 @@ def _parse(argv):
     parser.add_argument("--frames", nargs="+", type=int, default=[0, 30, 60, 90])
     parser.add_argument("--steps", type=int, default=100, help="FT steps")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--videos", type=Path, help="also write side-by-side mp4s here")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the videos")
     return parser.parse_args(argv)
 
 
 def _first_frame(path: Path) -> np.ndarray:
     return next(iter(video.iter_frames(path, max_frames=1)))
+
+
+def _side_by_side(path: Path, driving_path: Path, driving, avatars: dict, detector,
+                  seconds: float) -> None:
+    """driver crop | FF | FT for every frame of the driving clip, with its audio."""
+    size = next(iter(avatars.values())).config.image_size
+    count = min(len(driving.points), int(round(seconds * driving.fps)))
+    targets = {mode: driving_landmarks(avatar, driving, relative=True)[:count]
+               for mode, avatar in avatars.items()}
+    transform = None
+    with video.Mp4Writer(path, driving.fps, audio=driving.audio) as writer:
+        for index, image in enumerate(video.iter_frames(driving_path, max_frames=count)):
+            found = detector.detect(image)
+            if found.found:  # else keep the previous frame's crop
+                transform = crop_transform(found.points, size)
+            tiles = [transform.warp_image(image) if transform else
+                     np.zeros((size, size, 3), np.uint8)]
+            for mode, avatar in avatars.items():
+                y = image_to_tensor(rasterize(targets[mode][index], size)[None])
+                with torch.inference_mode():
+                    tiles.append(tensor_to_image(avatar.render(y))[0])
+            writer.write(np.concatenate(tiles, axis=1))
 
 
 def main(argv=None) -> int:
@@ -76,7 +103,7 @@ def main(argv=None) -> int:
     rows = [[np.zeros((size, size, 3), np.uint8)] + top + top]
     for source in args.sources:
         photo = _first_frame(args.data / source)
-        row = None
+        row, avatars = None, {}
         for mode in ("ff", "ft"):
             start = time.perf_counter()
             avatar = Avatar.from_images([photo], model, mode=mode, steps=args.steps,
@@ -89,7 +116,13 @@ def main(argv=None) -> int:
             if row is None:
                 row = [avatar.sources.crops[0]]
             row += list(crops)
+            avatars[mode] = avatar
         rows.append(row)
+        if args.videos:
+            path = args.videos / f"{Path(source).stem}.mp4"
+            _side_by_side(path, args.data / args.driving, driving, avatars, detector,
+                          args.seconds)
+            print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     grid = np.concatenate([np.concatenate(r, axis=1) for r in rows], axis=0)
     picture = Image.fromarray(grid)
     draw = ImageDraw.Draw(picture)

@@ -162,7 +162,8 @@ class L1Content(torch.nn.Module):
         return (fake - real).abs().mean()
 
 
-def test_cli_random_init_and_refusal_without_weights(tight_clip, tmp_path, monkeypatch):
+def test_cli_random_init_and_refusal_without_weights(tight_clip, tmp_path, monkeypatch,
+                                                    capsys):
     # As on a machine with no bundled weights and no Hub repo configured.
     monkeypatch.setattr("talking_heads.weights.resolve_weights",
                         lambda: WeightsSource("untrained", None))
@@ -170,10 +171,16 @@ def test_cli_random_init_and_refusal_without_weights(tight_clip, tmp_path, monke
               "--no-vgg", "--cache-dir", str(tmp_path / "cache")]
     with pytest.raises(SystemExit, match="no trained weights"):
         main(common + ["--out", str(tmp_path / "a.json")])
-    assert main(common + ["--random-init", "tiny", "--out", str(tmp_path / "b.json")]) == 0
+    # T = 32 needs more few-shot frames than the 40-frame clip's first half has: that row is
+    # left out, and the run says so instead of silently averaging over fewer clips.
+    assert main(common + ["--shots", "1", "32", "--random-init", "tiny",
+                          "--out", str(tmp_path / "b.json")]) == 0
     report = json.loads((tmp_path / "b.json").read_text())
     assert report["protocol"]["model"] == "random-init:tiny"
     assert report["aggregate"]["T1"]["warp"]["frames"] == 2
+    assert "T32" not in report["aggregate"]
+    assert report["clips"][0]["skipped_shots"]["T32"].endswith("first-half frames")
+    assert "T=32 not evaluated on 1 clip(s)" in capsys.readouterr().out
 
 
 def test_finetuning_mode_improves_on_feed_forward(shared_data, tmp_path):

@@ -182,5 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     skipped = [r.clip.name for r in results if r.skipped]
     if skipped:
         print(f"skipped clips (no usable frames): {', '.join(skipped)}")
+    for t in settings.shots:  # T larger than a clip's first half: that row has fewer clips
+        short = [f"{r.clip.name} ({r.skipped_shots[t]})" for r in results
+                 if t in r.skipped_shots]
+        if short:
+            print(f"T={t} not evaluated on {len(short)} clip(s) with too few few-shot frames: "
+                  f"{', '.join(short)}")
     print(f"{len(results)} clips in {report['seconds']} s; report: {args.out}")
     return 0

@@ -62,6 +62,10 @@ class ProjectionDiscriminator(nn.Module):
         super().__init__()
         self.config = cfg
         self.trunk = DiscriminatorTrunk(cfg)                      # V
+        # W_i, one row per video. Not spectrally normalised: the paper normalises its
+        # convolutional and fully connected layers, and W is neither but a table of
+        # per-video vectors that L_MCH compares with e_i directly; normalising the whole
+        # table by its top singular value would couple all videos' rows. w0 and b likewise.
         self.W = nn.Embedding(num_videos, cfg.embed_dim)          # W_i, one row per video
         nn.init.normal_(self.W.weight, std=0.02)
         self.w0 = nn.Parameter(torch.zeros(cfg.embed_dim))        # w0, shared
