@@ -52,6 +52,24 @@ def test_preset_to_pasted_back_labelled_mp4(animator, photo, tmp_path):
     assert result.timings.total >= result.timings.render > 0
 
 
+def test_a_preset_needs_no_detector_pass(animator, photo, tmp_path, monkeypatch):
+    """Only the photo is searched for a face; a preset's motion is already landmarks."""
+    calls = []
+    inner = animator.detector
+
+    class Counting:
+        def __getattr__(self, name):  # name, etc. of the real detector
+            return getattr(inner, name)
+
+        def detect(self, image, near=None):
+            calls.append(image.shape)
+            return inner.detect(image, near=near)
+
+    monkeypatch.setattr(animator, "detector", Counting())
+    result = animator.animate([photo], _short_preset(frames=6), tmp_path / "p.mp4")
+    assert result.frames == 6 and calls == [photo.shape]
+
+
 def test_label_is_visible_and_can_be_turned_off(animator, photo, tmp_path):
     driving = _short_preset(frames=2)
     on = animator.animate([photo], driving, tmp_path / "on.mp4")
