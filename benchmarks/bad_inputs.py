@@ -602,6 +602,9 @@ def main(argv: list[str] | None = None) -> int:
             if record["outcome"] == "error":  # what the server logged for it, if anything
                 logged = server.stderr_tail(10**9)[stderr_at:].strip()
                 if logged:
+                    # Paths of the machine it ran on are no part of the result.
+                    logged = logged.replace(sys.prefix, "<venv>").replace(
+                        str(PROJECT_ROOT), "<project>")
                     record["server_log_tail"] = logged[-1500:]
             records.append(record)
             print(f"{case['name']}: {record['outcome']} in {record['seconds']:.1f} s, RSS "
