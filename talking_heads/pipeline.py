@@ -45,6 +45,8 @@ DRIVING_SHARE = 0.3
 def progress_span(report: Progress, start: float, end: float) -> Progress:
     """``report`` restricted to [start, end], so consecutive stages never move the bar back."""
     return lambda fraction, message: report(start + (end - start) * fraction, message)
+
+
 MAX_PHOTOS = Limits().max_photos
 MIN_CROP_OUTPUT = 256    # crop-only output is upscaled to at least this side
 
