@@ -27,21 +27,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from talking_heads.data.dataset import list_clips, load_clip, resize_sample  # noqa: E402
-from talking_heads.images import image_to_tensor  # noqa: E402
-from talking_heads.landmarks.rasterize import rasterize  # noqa: E402
+from talking_heads.data.dataset import EpisodeDataset  # noqa: E402
 from talking_heads.models import TalkingHeadModel  # noqa: E402
 
 
-def clip_frames(root: Path, clip_id: str, count: int, size: int):
-    """``count`` frames spread over a clip: images and landmark images, (count, 3, S, S)."""
-    clip = load_clip(root, clip_id)
-    images, landmarks = [], []
-    for index in np.linspace(0, len(clip.frames) - 1, count).astype(int):
-        image, points = resize_sample(clip.frames[index], clip.landmarks[index], size)
-        images.append(image)
-        landmarks.append(rasterize(points, size))
-    return image_to_tensor(np.stack(images)), image_to_tensor(np.stack(landmarks))
+def clip_frames(dataset: EpisodeDataset, video_index: int, count: int):
+    """``count`` frames spread over a clip, as training sees them (no augmentation): images
+    and landmark images, (count, 3, S, S) each."""
+    clip = dataset.clip(video_index)
+    pairs = [dataset.sample(clip, int(index), None)
+             for index in np.linspace(0, len(clip.frames) - 1, count).astype(int)]
+    return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
 
 def off_diagonal_mean(matrix: torch.Tensor) -> float:
@@ -49,9 +45,9 @@ def off_diagonal_mean(matrix: torch.Tensor) -> float:
 
 
 @torch.inference_mode()
-def diagnose(model: TalkingHeadModel, root: Path, clip_ids: list[str], count: int) -> dict:
-    size = model.config.image_size
-    data = [clip_frames(root, clip_id, count, size) for clip_id in clip_ids]
+def diagnose(model: TalkingHeadModel, dataset: EpisodeDataset, clips: int, count: int) -> dict:
+    clip_ids = dataset.clip_ids[:clips]
+    data = [clip_frames(dataset, index, count) for index in range(len(clip_ids))]
     embeddings = torch.stack([model.embedder(x, y) for x, y in data])  # (C, F, N)
     unit = torch.nn.functional.normalize(embeddings.flatten(0, 1), dim=-1)
     cosine = unit @ unit.T
@@ -86,11 +82,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     model = TalkingHeadModel.from_pretrained(args.checkpoint).eval()
-    metas = list_clips(args.data)
     result = {"checkpoint": str(args.checkpoint)}
     for split in ("dev", "train"):
-        clip_ids = [meta["clip"] for meta in metas if meta["split"] == split][:args.clips]
-        result[split] = diagnose(model, args.data, clip_ids, args.frames)
+        dataset = EpisodeDataset(args.data, split, k=1, image_size=model.config.image_size)
+        result[split] = diagnose(model, dataset, args.clips, args.frames)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

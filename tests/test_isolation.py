@@ -188,8 +188,8 @@ def _raw_upload(url: str, name: str, payload: bytes) -> tuple[int, str]:
 
 
 def test_the_server_refuses_uploads_over_the_size_limit(served):
-    """The limit is the server's: a raw upload over MAX_UPLOAD_MB gets HTTP 413 and nothing
-    is kept, while a photo under it is accepted."""
+    """The limit is the server's: a raw upload over MAX_UPLOAD_MB gets HTTP 413, while a
+    photo under it is accepted."""
     _, url, _ = served
     photo = Path(EXAMPLE).read_bytes()
     assert len(photo) < LIMITS.max_upload_mb << 20
