@@ -32,6 +32,10 @@ PROJECT = Path(__file__).resolve().parent
 EXAMPLE_PHOTO = str(PROJECT / "examples" / "astronaut.jpg")
 WORK_PREFIX = "talking-heads-request-"  # one temporary folder per request, removed after it
 WORK_ROOT: str | None = None  # where those folders go (None: the system's temporary folder)
+# Gradio gives each event its own concurrency group unless told otherwise, so /detect and
+# /animate would each get ``limits.concurrency`` slots and run side by side. Every event that
+# detects faces or renders shares this group: heavy work gets one bounded budget in total.
+HEAVY = "heavy"
 
 # Rows of inputs for gr.Examples (photos, driving, preset, video, mode, steps, relative,
 # framing, label); tests/test_app.py runs each through /animate.
@@ -260,12 +264,13 @@ def build_demo(animator: Animator, max_seconds: float | None = None) -> gr.Block
             examples=EXAMPLES, inputs=inputs, outputs=[output, notes], fn=animate,
             cache_examples=False,
             run_on_click=False, label="Examples (click one, then Animate)")
-        photos.change(detect, photos, faces, api_name="detect")
+        photos.change(detect, photos, faces, api_name="detect", concurrency_id=HEAVY)
         # UI conveniences: choosing a driving input also selects it as the driving source.
         driving_video.upload(lambda _: "video", driving_video, driving_source,
                              api_visibility="private")
         preset.select(lambda: "preset", None, driving_source, api_visibility="private")
-        button.click(animate, inputs, [output, notes], api_name="animate")
+        button.click(animate, inputs, [output, notes], api_name="animate",
+                     concurrency_id=HEAVY)
 
         def end_session(request: gr.Request):
             session_files.release(request.session_hash)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
+import threading
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -58,6 +61,41 @@ def launched_app(max_seconds: float = 0.4, limits=None, model: str = "tiny"):
         else:
             os.environ["GRADIO_TEMP_DIR"] = previous_cache
         shutil.rmtree(cache, ignore_errors=True)
+
+
+@contextmanager
+def app_process(log_dir: Path, seconds: float = 0.4, **limits: str):
+    """Yield (process, url) of this file's server in a process of its own, with
+    ``TALKING_HEADS_<LIMIT>`` set from ``limits``: a crash of the server then fails the test
+    (``process.poll()`` is not None) instead of killing pytest.
+
+    Start-up is awaited by event, not by a deadline: the server prints its URL once it
+    listens, or exits; on a loaded machine it may take minutes, and pytest-timeout is the
+    backstop for a hang. Its stderr goes to ``log_dir/stderr.txt``."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", GRADIO_ANALYTICS_ENABLED="False",
+               HF_HUB_OFFLINE="1", **{f"TALKING_HEADS_{k.upper()}": v for k, v in limits.items()})
+    errors = Path(log_dir) / "stderr.txt"
+    with open(errors, "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, str(PROJECT_ROOT / "tests" / "app_server.py"),
+             "--seconds", str(seconds)],
+            stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=PROJECT_ROOT)
+    try:
+        url = next((line.strip() for line in process.stdout if line.startswith("http")), None)
+        if url is None:  # stdout closed: the server exited before listening
+            process.wait()
+            raise RuntimeError(f"server exited ({process.returncode}): "
+                               f"{errors.read_text()[-2000:]}")
+        # Keep draining stdout so that a chatty server never blocks on a full pipe.
+        threading.Thread(target=process.stdout.read, daemon=True).start()
+        yield process, url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -110,6 +110,19 @@ def test_examples_run(client):
         assert video.probe(video_path).num_frames > 0
 
 
+def test_heavy_events_share_one_concurrency_budget(served):
+    """/detect and /animate draw on one pool of ``limits.concurrency`` slots (Gradio would
+    otherwise give each event its own pool, and both would run at once)."""
+    import app
+
+    demo, _ = served
+    groups = {fn.api_name: (fn.concurrency_id, fn.concurrency_limit)
+              for fn in demo.fns.values() if fn.api_name in ("detect", "animate")}
+    assert groups == {"detect": (app.HEAVY, "default"), "animate": (app.HEAVY, "default")}
+    queue = demo._queue
+    assert queue.default_concurrency_limit == 1  # Limits().concurrency
+
+
 def test_readme_front_matter_configures_the_space():
     import re
 

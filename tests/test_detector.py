@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import email.message
+import hashlib
+import io
 from pathlib import Path
 
 import cv2
@@ -93,6 +96,25 @@ def test_unknown_backend_is_rejected():
         get_detector("nope")
 
 
+class _Served:
+    """Stands in for the HTTP response torch.hub's download reads: ``payload``'s bytes."""
+
+    def __init__(self, payload: bytes) -> None:
+        self._payload = io.BytesIO(payload)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def info(self):
+        return email.message.Message()  # no Content-Length
+
+    def read(self, size: int = -1) -> bytes:
+        return self._payload.read(size)
+
+
 def test_face_alignment_without_weights_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(DetectorUnavailable, match="weights"):
@@ -101,11 +123,27 @@ def test_face_alignment_without_weights_is_a_clear_error(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise OSError("Name or service not known")
 
-    import face_alignment.utils
+    import torch.hub
 
-    monkeypatch.setattr(face_alignment.utils, "load_file_from_url", offline)
+    monkeypatch.setattr(torch.hub, "urlopen", offline)
     with pytest.raises(DetectorUnavailable, match="could not be downloaded"):
         get_detector("face_alignment")
+
+
+def test_downloaded_fan_weights_must_match_their_sha256(tmp_path, monkeypatch):
+    """A file other than the published one is refused and leaves nothing in the cache."""
+    import torch.hub
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    served = b"not the 2D-FAN weights"
+    monkeypatch.setattr(torch.hub, "urlopen", lambda request: _Served(served))
+    with pytest.raises(DetectorUnavailable, match="SHA-256"):
+        get_detector("face_alignment")
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+    # The same download with the served file's own digest goes into place.
+    monkeypatch.setattr(detector_module, "FAN_WEIGHTS_SHA256", hashlib.sha256(served).hexdigest())
+    path = detector_module._ensure_fan_weights(download=True)
+    assert path == detector_module.fan_weights_path() and path.read_bytes() == served
 
 
 @pytest.fixture(scope="module")

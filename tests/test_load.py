@@ -4,9 +4,6 @@ Each completes or gets a clear "queue is full" answer; the server stays up; its 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +13,7 @@ import pytest
 
 from talking_heads import video
 
+from app_server import app_process
 from conftest import PROJECT_ROOT
 
 EXAMPLE = str(PROJECT_ROOT / "examples" / "astronaut.jpg")
@@ -34,36 +32,14 @@ def _rss_mb(pid: int, field: str) -> float:
 def server(tmp_path_factory):
     if not Path("/proc/self/status").is_file():
         pytest.skip("peak memory is read from /proc")
-    env = dict(os.environ, TALKING_HEADS_CONCURRENCY="1", TALKING_HEADS_QUEUE_SIZE="2",
-               OMP_NUM_THREADS="1", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
-    # stderr to a file: nobody reads it while the server runs, and a full pipe would block it.
-    errors = tmp_path_factory.mktemp("server") / "stderr.txt"
-    with open(errors, "w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, str(PROJECT_ROOT / "tests" / "app_server.py"), "--seconds", "2"],
-            stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=PROJECT_ROOT)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
-    reader.start()
-    try:
-        deadline = time.time() + 120
-        while not any(l.startswith("http") for l in lines):
-            if process.poll() is not None:
-                pytest.fail(f"server exited: {errors.read_text()[-2000:]}")
-            if time.time() > deadline:
-                pytest.fail(f"server not up in 120 s: {errors.read_text()[-2000:]}")
-            time.sleep(0.2)
-        url = next(l.strip() for l in lines if l.startswith("http"))
+    with app_process(tmp_path_factory.mktemp("server"), seconds=2, concurrency="1",
+                     queue_size="2") as (process, url):
         yield process, url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
 
 
+# Generous: eight requests run one after another on a shared 2-core machine; what is
+# checked is that each is answered, not how fast.
+@pytest.mark.timeout(1200)
 def test_eight_simultaneous_requests(server):
     from gradio_client import Client, handle_file
 
@@ -78,7 +54,7 @@ def test_eight_simultaneous_requests(server):
         try:
             job = client.submit([handle_file(EXAMPLE)], "preset", "talking", None, "ff", 10,
                                 True, "photo", True, api_name="/animate")
-            path, _ = job.result(timeout=300)
+            path, _ = job.result()  # no deadline: a slow answer is still an answer
             return "done", time.perf_counter() - start, video.probe(path).num_frames
         except Exception as error:  # noqa: BLE001 - what the caller sees is the point
             return f"refused: {error}", time.perf_counter() - start, 0

@@ -5,9 +5,16 @@ recognition network *other* than the one in its content loss. Our content loss u
 VGGFace2 FaceNet (``talking_heads.perceptual``), so CSIM here uses dlib's ResNet descriptor
 (``dlib_face_recognition_resnet_model_v1.dat``, trained on a different face corpus), fed a
 chip aligned with dlib's own 68-point shape predictor.
+
+Thread safety: dlib's detector, shape predictor and recognition network keep per-call state
+inside the object and crash the process when two threads use one at once, so a
+``FaceIdentity`` serialises its own native calls. Servers share one through
+``shared_identity()``, which loads the model files once even when requests race to be first.
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
@@ -44,10 +51,15 @@ class FaceIdentity:
         self._face_detector = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(str(predictor))
         self._recogniser = dlib.face_recognition_model_v1(str(recogniser))
+        # One lock for all three: a descriptor is predictor + network back to back, and
+        # identity checks are rare next to rendering, so finer locks would buy nothing.
+        self._lock = threading.Lock()
 
     def find_box(self, image_rgb: np.ndarray) -> Box | None:
         """Largest face box found by dlib's HOG detector (upsampling once), or None."""
-        rects = self._face_detector(to_rgb_uint8(image_rgb), 1)
+        image = np.ascontiguousarray(to_rgb_uint8(image_rgb))
+        with self._lock:
+            rects = self._face_detector(image, 1)
         if len(rects) == 0:
             return None
         rect = max(rects, key=lambda r: r.width() * r.height())
@@ -66,5 +78,23 @@ class FaceIdentity:
             if box is None:
                 return None
         rect = self._dlib.rectangle(*(int(round(v)) for v in box))
-        shape = self._predictor(image, rect)
-        return np.asarray(self._recogniser.compute_face_descriptor(image, shape), dtype=np.float64)
+        with self._lock:
+            shape = self._predictor(image, rect)
+            descriptor = self._recogniser.compute_face_descriptor(image, shape)
+        return np.asarray(descriptor, dtype=np.float64)
+
+
+_shared: FaceIdentity | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_identity() -> FaceIdentity:
+    """The process's one ``FaceIdentity``, created on first use.
+
+    The lock makes concurrent first calls wait for a single instance instead of each loading
+    the models (about 100 MB) and racing to store theirs."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = FaceIdentity()
+        return _shared

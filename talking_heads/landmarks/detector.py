@@ -14,12 +14,18 @@ protocol:
   agree on which face is "the largest" and on how many faces were found.
 
 Train and drive with the same backend: the two place points slightly differently.
+
+Thread safety: one detector is shared by every request of the app (``/detect`` and
+``/animate`` can run at the same time). dlib's HOG detector and shape predictor release the
+GIL and keep per-call state inside the object, so two threads calling one of them at once
+crash the process; each backend therefore holds a lock around its native calls.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +38,9 @@ from talking_heads.images import to_rgb_uint8
 NUM_POINTS = 68
 Box = tuple[float, float, float, float]  # (x0, y0, x1, y1) image pixels
 FAN_WEIGHTS_URL = "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar"
+# SHA-256 of that file; its first 10 hex digits are the ones in the file name (torch.hub's
+# convention), checked in full so that a swapped file cannot pass on a 40-bit prefix.
+FAN_WEIGHTS_SHA256 = "11f355bf0693120222f5955ce3f9dc8fb5763ebb30a47d7906e509490d32e4aa"
 
 
 class DetectorUnavailable(RuntimeError):
@@ -117,6 +126,10 @@ class DlibDetector:
         self._dlib = dlib
         self._face_detector = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(str(model))
+        # One lock per native object: concurrent calls into either crash the process (see
+        # the module docstring); separate locks let one thread detect while another predicts.
+        self._detector_lock = threading.Lock()
+        self._predictor_lock = threading.Lock()
         self.detect_max_side = detect_max_side
         self.small_side = small_side
         self.track_face = track_face
@@ -128,14 +141,20 @@ class DlibDetector:
         """HOG boxes in ``gray`` resized by ``scale``, mapped back to image pixels."""
         if scale < 1.0:
             gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        rects, scores, _ = self._face_detector.run(gray, 0, 0.0)
+        rects, scores = self._run_hog(gray, 0)
         if len(rects) == 0 and upsample_small and max(gray.shape) < self.small_side:
-            rects, scores, _ = self._face_detector.run(gray, 1, 0.0)
+            rects, scores = self._run_hog(gray, 1)
         if len(rects) > 1 and max(scores) >= self.weak_score:
             rects = [r for r, score in zip(rects, scores) if score >= self.weak_score]
         ox, oy = origin
         return [(ox + r.left() / scale, oy + r.top() / scale, ox + r.right() / scale,
                  oy + r.bottom() / scale) for r in rects]
+
+    def _run_hog(self, gray: np.ndarray, upsample: int) -> tuple[list, list[float]]:
+        """dlib's HOG detector (rectangles, scores), one thread at a time."""
+        with self._detector_lock:
+            rects, scores, _ = self._face_detector.run(gray, upsample, 0.0)
+        return list(rects), list(scores)
 
     def detect_boxes(self, image_rgb: np.ndarray, near: Box | None = None) -> list[Box]:
         """Face boxes (x0, y0, x1, y1) in image pixels, found on a downscaled gray copy; with
@@ -158,7 +177,8 @@ class DlibDetector:
     def points_in_box(self, image_rgb: np.ndarray, box: Box) -> np.ndarray:
         """Shape predictor at full resolution inside ``box`` -> float32 (68, 2)."""
         rect = self._dlib.rectangle(*(int(round(v)) for v in box))
-        shape = self._predictor(np.ascontiguousarray(image_rgb), rect)
+        with self._predictor_lock:
+            shape = self._predictor(np.ascontiguousarray(image_rgb), rect)
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
     def detect(self, image_rgb: np.ndarray, near: Box | None = None) -> Detection:
@@ -182,15 +202,31 @@ def _ensure_fan_weights(download: bool) -> Path:
     if path.is_file():
         return path
     if download:
-        from face_alignment.utils import load_file_from_url
-
-        try:
-            return Path(load_file_from_url(FAN_WEIGHTS_URL))
-        except OSError as error:  # URLError is an OSError
-            raise DetectorUnavailable(
-                f"face-alignment weights are not at {path} and could not be downloaded "
-                f"({error}); use the 'dlib' backend or place the file there") from error
+        return _download_fan_weights(path)
     raise DetectorUnavailable(f"face-alignment weights are not at {path} (download disabled)")
+
+
+def _download_fan_weights(path: Path) -> Path:
+    """Download the 2D-FAN weights to ``path``, accepted only with ``FAN_WEIGHTS_SHA256``.
+
+    torch.hub downloads to a temporary file, checks the digest (a "prefix" as long as the
+    whole digest) and only then moves it into place, so a wrong file never lands in the cache.
+    """
+    from torch.hub import download_url_to_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        download_url_to_file(FAN_WEIGHTS_URL, str(path), hash_prefix=FAN_WEIGHTS_SHA256,
+                             progress=False)
+    except OSError as error:  # URLError is an OSError
+        raise DetectorUnavailable(
+            f"face-alignment weights are not at {path} and could not be downloaded "
+            f"({error}); use the 'dlib' backend or place the file there") from error
+    except RuntimeError as error:  # torch.hub: "invalid hash value"
+        raise DetectorUnavailable(
+            f"the downloaded face-alignment weights failed their SHA-256 check ({error}); "
+            "they were not installed") from error
+    return path
 
 
 class FaceAlignmentDetector:
@@ -204,7 +240,10 @@ class FaceAlignmentDetector:
         except ImportError as error:
             raise DetectorUnavailable("package face-alignment is not installed") from error
         _ensure_fan_weights(download)
-        self._boxes = DlibDetector()
+        self._boxes = DlibDetector()  # locks its own native calls
+        # face-alignment does not promise thread safety (it keeps the network and its
+        # settings on the object), so FAN runs one image at a time.
+        self._fan_lock = threading.Lock()
         # The "folder" detector loads nothing; boxes are always passed in as detected_faces.
         # HOG boxes are what face-alignment's own "dlib" detector option feeds FAN as well
         # (same default reference scale), so FAN sees the crops it does with that option.
@@ -218,7 +257,8 @@ class FaceAlignmentDetector:
         if not boxes:
             return Detection.no_face()
         box = boxes[_largest(boxes)]
-        result = self._fan.get_landmarks_from_image(image, detected_faces=[np.array(box)])
+        with self._fan_lock:
+            result = self._fan.get_landmarks_from_image(image, detected_faces=[np.array(box)])
         if not result:
             return Detection(points=None, box=None, num_faces=len(boxes))
         points = np.asarray(result[0], dtype=np.float32)[:, :2]  # (68, 2)
