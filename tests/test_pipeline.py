@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from dataclasses import replace
 
@@ -155,12 +154,31 @@ def test_several_photos_and_a_warning_for_someone_else(animator, photos_dir, tmp
     assert any("photo 3 may show a different person" in note for note in result.notes)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("talking_heads.perceptual") is None,
-                    reason="fine-tuning needs talking_heads.perceptual (content loss)")
-def test_fine_tuning_mode_runs(animator, photo, tmp_path):
-    result = animator.animate([photo], _short_preset(frames=2), tmp_path / "ft.mp4",
-                              pipeline.AnimateOptions(mode="ft", steps=2))
-    assert result.timings.adapt > 0 and result.frames == 2
+def test_fine_tuning_mode_runs(animator, photo, tmp_path, monkeypatch):
+    """FT really fine-tunes: an "ft" avatar after the asked-for steps, rendering other pixels
+    than the FF avatar of the same photo (a silent fallback to FF would render the same)."""
+    import torch
+
+    avatars = []
+    original = Avatar.from_images.__func__
+
+    def spy(cls, *args, **kwargs):
+        avatars.append(original(cls, *args, **kwargs))
+        return avatars[-1]
+
+    monkeypatch.setattr(Avatar, "from_images", classmethod(spy))
+    runs = {}
+    for mode in ("ff", "ft"):
+        runs[mode] = animator.animate([photo], _short_preset(frames=2), tmp_path / f"{mode}.mp4",
+                                      pipeline.AnimateOptions(mode=mode, steps=2))
+    ff, ft = avatars
+    assert (ff.mode, ft.mode) == ("ff", "ft") and ft.info["steps"] == 2
+    assert runs["ft"].frames == 2 and runs["ft"].timings.adapt > 0
+    assert ft.generator is not animator.model.generator  # this person's copy of G
+    _, y = ft.sources.tensors()
+    points = torch.from_numpy(ft.sources.crop_points)
+    difference = (ft.render(y, points) - ff.render(y, points)).abs().max().item()
+    assert difference > 0
 
 
 def test_cli_writes_a_video(tmp_path, capsys, monkeypatch):

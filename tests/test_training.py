@@ -144,7 +144,13 @@ def test_train_writes_samples_metrics_weights_and_resumes(data_dir, content, tmp
     assert grid[:, :SIZE].mean() < 40 and grid[:, 2 * SIZE:].mean() > 40
 
 
+# Generous: two training processes start on a loaded 2-core machine; what is checked is
+# that the run resumes, not how fast.
+@pytest.mark.timeout(900)
 def test_killed_run_resumes_from_its_last_checkpoint(data_dir, tmp_path):
+    """SIGKILL at whatever moment the first checkpoint has landed (perhaps in the middle of
+    writing the next one): last.pt still loads and the run resumes from it. A temporary file
+    left by the interrupted write is allowed; atomic_write's own test covers replacement."""
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "talking_heads", "train", "--data", str(data_dir),
                "--config", "tiny", "--out", str(out), "--no-progress"]
@@ -154,19 +160,18 @@ def test_killed_run_resumes_from_its_last_checkpoint(data_dir, tmp_path):
         process = subprocess.Popen(command + ["--steps", "1000"], cwd=PROJECT_ROOT, env=env,
                                    stdout=subprocess.DEVNULL, stderr=stderr)
     try:
-        deadline = time.monotonic() + 120
+        # Wait for the event (the first checkpoint, or the process ending), not a deadline:
+        # start-up on a loaded machine takes what it takes; pytest-timeout stops a hang.
         while not (out / "last.pt").is_file():
             assert process.poll() is None, errors.read_text()
-            assert time.monotonic() < deadline, "no checkpoint written"
             time.sleep(0.2)
     finally:
         process.send_signal(signal.SIGKILL)  # no chance to save anything more (nor to go on)
-        process.wait(timeout=60)
+        process.wait()
     killed_at = load_training_state(out / "last.pt")["step"]
     assert killed_at >= 2
-    assert not list(out.glob(".last.pt.*"))  # no half-written temp file replaced it
     done = subprocess.run(command + ["--steps", str(killed_at + 2)], cwd=PROJECT_ROOT, env=env,
-                          capture_output=True, text=True, timeout=180)
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert load_training_state(out / "last.pt")["step"] == killed_at + 2
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()
