@@ -30,7 +30,7 @@ from talking_heads.config import ModelConfig
 from talking_heads.images import bgr_to_rgb, image_to_tensor, rgb_to_bgr, to_rgb_uint8
 from talking_heads.landmarks.align import CropTransform, crop_transform
 from talking_heads.landmarks.rasterize import rasterize
-from talking_heads.models import Generator, ProjectionDiscriminator, TalkingHeadModel
+from talking_heads.models import Generator, ProjectionDiscriminator, Sources, TalkingHeadModel
 
 Progress = Callable[[float, str], None]
 AVATAR_CONFIG = "avatar.json"
@@ -134,8 +134,9 @@ class Avatar:
             report(0.05 + 0.95 * fraction, message)
 
         result = run_finetune(model, x, y, steps, discriminator=discriminator,
-                              config=config or FinetuneConfig(), progress=ft_progress,
-                              early_stop=early_stop)
+                              config=config or FinetuneConfig.for_model(model.config),
+                              progress=ft_progress, early_stop=early_stop,
+                              points=torch.from_numpy(sources.crop_points))
         info = {"photos": len(images), "steps": result.steps,
                 "stopped_early": result.stopped_early, "content_only": result.content_only,
                 "final_content_loss": result.losses[-1].content if result.losses else None}
@@ -144,14 +145,33 @@ class Avatar:
                    e_new, sources, info)
 
     @torch.no_grad()
-    def render(self, landmark_images: torch.Tensor) -> torch.Tensor:
-        """y (B, 3, S, S) in [-1, 1] -> x-hat (B, 3, S, S) in [-1, 1]."""
+    def render(self, landmark_images: torch.Tensor,
+               points: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
+        """y (B, 3, S, S) in [-1, 1] -> x-hat (B, 3, S, S) in [-1, 1].
+
+        ``points`` (B, 68, 2): the target landmarks in crop pixels, which the warp design needs
+        (its closed-form warp maps them onto the nearest source photo's)."""
         size = self.config.image_size
         if landmark_images.dim() != 4 or landmark_images.shape[1:] != (3, size, size):
             raise ValueError(f"expected (B, 3, {size}, {size}), got {tuple(landmark_images.shape)}")
         device = self.psi.device
         y = landmark_images.to(device)
-        return self.generator(y, self.psi.expand(y.shape[0], -1))
+        sources = None
+        if self.generator.needs_sources:
+            if points is None:
+                raise ValueError("this model warps the photos: render needs the target points")
+            points = torch.as_tensor(np.asarray(points, np.float32), device=device)
+            sources = Sources.shared(*self.source_tensors(), batch=y.shape[0])
+        return self.generator(y, self.psi.expand(y.shape[0], -1), points, sources)
+
+    def source_tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The T source crops and landmark images (T, 3, S, S) and points (T, 68, 2) on the
+        model's device, converted once."""
+        if getattr(self, "_source_tensors", None) is None:
+            x, y = self.sources.tensors()
+            points = torch.from_numpy(self.sources.crop_points)
+            self._source_tensors = tuple(t.to(self.psi.device) for t in (x, y, points))
+        return self._source_tensors
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

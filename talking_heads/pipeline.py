@@ -295,7 +295,7 @@ def _render(avatar: Avatar, targets: np.ndarray, driving: Driving, out_path: str
             batch = targets[first:first + options.batch_size]
             y = image_to_tensor(np.stack([rasterize(p, size) for p in batch]))  # (B, 3, S, S)
             with torch.inference_mode():
-                crops = tensor_to_image(avatar.render(y))  # (B, S, S, 3)
+                crops = tensor_to_image(avatar.render(y, batch))  # (B, S, S, 3)
             frames = _compose(avatar, crops, options)
             tock = time.perf_counter()
             for frame in frames:

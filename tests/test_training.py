@@ -76,7 +76,8 @@ def test_meta_step_updates_e_g_then_d_with_paper_losses(data_dir, content):
     opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.0, 0.999))
 
     def generate() -> Generated:
-        e, fake = gen(batch.frames, batch.landmarks, batch.target_landmarks)
+        e, fake = gen(batch.frames, batch.landmarks, batch.points, batch.target_landmarks,
+                      batch.target_points)
         w = disc.W(batch.video_index).detach()
         return Generated(fake, weights.embedding_match * (e - w).abs().mean())
 
@@ -193,7 +194,8 @@ def test_resume_after_the_data_folder_gained_clips(data_dir, content, tmp_path):
     (partial / "styletalk__furious_talk2_clip1").symlink_to(data_dir / "styletalk__furious_talk2_clip1")
 
     info = distributed.setup("cpu")
-    trainer = MetaTrainer(cfg, *open_datasets(partial, cfg), out, info, content)
+    train_set, dev_set, val_set = open_datasets(partial, cfg)
+    trainer = MetaTrainer(cfg, train_set, dev_set, out, info, content, val_set)
     assert trainer.train_set.clip_ids == ["styletalk__furious_talk2_clip1",
                                           "styletalk__spata_clip1"]
     assert trainer.resume() and trainer.step == 2

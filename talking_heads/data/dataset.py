@@ -34,6 +34,8 @@ class Episode:
 
     frames (K, 3, H, W) and landmarks (K, 3, H, W) for E; target_frame (3, H, W) and
     target_landmarks (3, H, W) for G and D; all float32 in [-1, 1]. video_index: int64 ().
+    points (K, 68, 2) and target_points (68, 2): the same frames' landmarks in crop pixels
+    (float32), which the warp generator's closed-form warp reads.
     """
 
     frames: torch.Tensor
@@ -41,6 +43,8 @@ class Episode:
     target_frame: torch.Tensor
     target_landmarks: torch.Tensor
     video_index: torch.Tensor
+    points: torch.Tensor
+    target_points: torch.Tensor
 
 
 def collate_episodes(episodes: list[Episode]) -> Episode:
@@ -83,6 +87,18 @@ def list_clips(root: str | Path) -> list[dict]:
     if leaking:
         raise ValueError(f"identities in more than one split: {leaking}")
     return metas
+
+
+def held_out_identities(root: str | Path, count: int, seed: int) -> set[str]:
+    """``count`` train identities drawn with ``seed``: the ``val`` subset that picks the best
+    checkpoint, so that the dev split stays untouched for reporting."""
+    train = sorted({m["identity"] for m in list_clips(root) if m["split"] == "train"})
+    if count <= 0:
+        return set()
+    if count >= len(train):
+        raise ValueError(f"cannot hold out {count} of {len(train)} train identities")
+    rng = np.random.default_rng(seed)
+    return {train[i] for i in rng.choice(len(train), size=count, replace=False)}
 
 
 def resize_sample(crop: np.ndarray, points: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -134,12 +150,17 @@ class EpisodeDataset(Dataset):
     trainer); an int gives the dataset its own reproducible generator."""
 
     def __init__(self, root: str | Path, split: str = "train", k: int = 8,
-                 image_size: int = 256, augment: bool = False, seed: int | None = None):
+                 image_size: int = 256, augment: bool = False, seed: int | None = None,
+                 identities: set[str] | None = None, exclude: set[str] | None = None):
+        """``identities`` keeps only those people, ``exclude`` leaves those out (a held-out
+        ``val`` subset of the train split for model selection)."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.root, self.split, self.k = Path(root), split, int(k)
         self.image_size, self.augment = int(image_size), bool(augment)
-        metas = [m for m in list_clips(self.root) if m["split"] == split]
+        metas = [m for m in list_clips(self.root) if m["split"] == split
+                 and (identities is None or m["identity"] in identities)
+                 and (exclude is None or m["identity"] not in exclude)]
         # A clip needs K + 1 distinct frames; shorter ones cannot form an episode.
         self.too_short = sorted(m["clip"] for m in metas if m["kept"] < self.k + 1)
         self.metas = sorted((m for m in metas if m["kept"] >= self.k + 1),
@@ -164,11 +185,13 @@ class EpisodeDataset(Dataset):
         return self._clips[video_index]
 
     def sample(self, clip: ClipData, index: int, augmentation: Augmentation | None):
-        """Frame ``index`` of a clip -> (image tensor (3, H, W), landmark tensor (3, H, W))."""
+        """Frame ``index`` of a clip -> (image tensor (3, H, W), landmark tensor (3, H, W),
+        points (68, 2) in crop pixels)."""
         crop, points = resize_sample(clip.frames[index], clip.landmarks[index], self.image_size)
         if augmentation is not None:
             crop, points = augmentation.apply(crop, points)
-        return image_to_tensor(crop), image_to_tensor(rasterize(points, self.image_size))
+        return (image_to_tensor(crop), image_to_tensor(rasterize(points, self.image_size)),
+                torch.from_numpy(np.asarray(points, np.float32)))
 
     def __getitem__(self, video_index: int) -> Episode:
         rng = self._rng if self._rng is not None else np.random
@@ -178,6 +201,8 @@ class EpisodeDataset(Dataset):
         pairs = [self.sample(clip, int(i), augmentation) for i in chosen]
         images = torch.stack([p[0] for p in pairs])  # (K + 1, 3, H, W)
         landmarks = torch.stack([p[1] for p in pairs])  # (K + 1, 3, H, W)
+        points = torch.stack([p[2] for p in pairs])  # (K + 1, 68, 2)
         return Episode(frames=images[:-1], landmarks=landmarks[:-1], target_frame=images[-1],
                        target_landmarks=landmarks[-1],
-                       video_index=torch.tensor(int(video_index), dtype=torch.int64))
+                       video_index=torch.tensor(int(video_index), dtype=torch.int64),
+                       points=points[:-1], target_points=points[-1])

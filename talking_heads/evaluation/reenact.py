@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from talking_heads.images import image_to_tensor, tensor_to_image
-from talking_heads.models import ProjectionDiscriminator, TalkingHeadModel
+from talking_heads.models import ProjectionDiscriminator, Sources, TalkingHeadModel
 
-Renderer = Callable[[np.ndarray], np.ndarray]  # landmark images uint8 (B, S, S, 3) -> (B, S, S, 3)
+# (landmark images uint8 (B, S, S, 3), points (B, 68, 2) in crop px) -> images (B, S, S, 3)
+Renderer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -52,18 +53,24 @@ class ModelReenactor:
     def image_size(self) -> int:
         return self.model.config.image_size
 
-    def _renderer(self, generate: Callable[[torch.Tensor], torch.Tensor]) -> Renderer:
-        def render(landmark_images: np.ndarray) -> np.ndarray:
+    def _renderer(self, generate: Callable[..., torch.Tensor], sources: Sources) -> Renderer:
+        def render(landmark_images: np.ndarray, points: np.ndarray) -> np.ndarray:
             outputs = []
             with torch.inference_mode():
                 for start in range(0, len(landmark_images), self.batch_size):
                     y = image_to_tensor(landmark_images[start:start + self.batch_size])
-                    outputs.append(tensor_to_image(generate(y.to(self.device))))
+                    p = torch.as_tensor(np.asarray(points[start:start + self.batch_size],
+                                                   np.float32), device=self.device)
+                    batch = Sources.shared(sources.images[0], sources.landmarks[0],
+                                           sources.points[0], len(y))
+                    outputs.append(tensor_to_image(generate(y.to(self.device), p, batch)))
             return np.concatenate(outputs)  # (B, S, S, 3)
         return render
 
-    def adapt(self, images: np.ndarray, landmark_images: np.ndarray, mode: str) -> Adaptation:
-        """``images``/``landmark_images``: uint8 (T, S, S, 3) crops x(t) and their y(t)."""
+    def adapt(self, images: np.ndarray, landmark_images: np.ndarray, mode: str,
+              points: np.ndarray) -> Adaptation:
+        """``images``/``landmark_images``: uint8 (T, S, S, 3) crops x(t) and their y(t);
+        ``points`` (T, 68, 2) their landmarks in crop pixels (the warp design's sources)."""
         import time
 
         if images.shape != landmark_images.shape or images.shape[1] != self.image_size:
@@ -72,22 +79,26 @@ class ModelReenactor:
         start = time.perf_counter()
         x = image_to_tensor(images).to(self.device)           # (T, 3, S, S)
         y = image_to_tensor(landmark_images).to(self.device)  # (T, 3, S, S)
+        p = torch.as_tensor(np.asarray(points, np.float32), device=self.device)  # (T, 68, 2)
+        sources = Sources.shared(x, y, p, 1)
         if mode == "ff":
             with torch.inference_mode():
                 e_new = self.model.embed(x[None], y[None])   # (1, N)
                 psi_hat = self.model.generator.project(e_new)  # (1, P)
             generator = self.model.generator
-            render = self._renderer(lambda ys: generator(ys, psi_hat.expand(ys.shape[0], -1)))
-            return Adaptation(render, mode, time.perf_counter() - start)
+
+            def generate(ys, target_points, batch_sources):
+                return generator(ys, psi_hat.expand(ys.shape[0], -1), target_points,
+                                 batch_sources)
+            return Adaptation(self._renderer(generate, sources), mode,
+                              time.perf_counter() - start)
         if mode == "ft":
-            from talking_heads.training.config import FinetuneConfig
             from talking_heads.training.finetune import run_finetune
 
-            config = self.ft_config if self.ft_config is not None else FinetuneConfig()
             result = run_finetune(self.model, x, y, self.ft_steps,
-                                  discriminator=self.discriminator, config=config,
-                                  content=self.content)
-            return Adaptation(self._renderer(result.generator), mode,
+                                  discriminator=self.discriminator, config=self.ft_config,
+                                  content=self.content, points=p)
+            return Adaptation(self._renderer(result.generator, sources), mode,
                               time.perf_counter() - start, steps=result.steps,
                               content_only=result.content_only)
         raise ValueError(f"unknown mode {mode!r}; choose 'ff' or 'ft'")

@@ -105,8 +105,8 @@ def evaluate_clip(clip: ClipSpec, reenactor: ModelReenactor, scorer: Scorer,
                                           in zip(outputs[method], references, memo)]
         for mode in settings.modes:
             step(f"{clip.name} T={t} {mode}")
-            adaptation = reenactor.adapt(shots.images, shots.landmark_images, mode)
-            ours = adaptation.render(targets.landmark_images)
+            adaptation = reenactor.adapt(shots.images, shots.landmark_images, mode, shots.points)
+            ours = adaptation.render(targets.landmark_images, targets.points)
             result.adaptation[(t, mode)] = {"seconds": round(adaptation.seconds, 3),
                                             "steps": adaptation.steps,
                                             "content_only": adaptation.content_only}

@@ -5,6 +5,8 @@ from talking_heads.models.embedder import Embedder
 from talking_heads.models.finetune import AdaptedGenerator, FinetuneDiscriminator
 from talking_heads.models.generator import Generator
 from talking_heads.models.talking_head import TalkingHeadModel
+from talking_heads.models.warp import Sources, WarpGenerator, build_generator
 
 __all__ = ["AdaptedGenerator", "DiscriminatorOutput", "Embedder", "FinetuneDiscriminator",
-           "Generator", "ProjectionDiscriminator", "TalkingHeadModel"]
+           "Generator", "ProjectionDiscriminator", "Sources", "TalkingHeadModel", "WarpGenerator",
+           "build_generator"]

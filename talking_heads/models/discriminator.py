@@ -18,15 +18,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from talking_heads.config import ModelConfig
-from talking_heads.models.layers import ResBlockDown, down_stack, sn_linear
+from talking_heads.models.layers import ResBlockDown, down_stack, resample, sn_linear
 
 
 @dataclass
 class DiscriminatorOutput:
-    """score: (B,) realism r; features: the residual-block activations of V (feature matching)."""
+    """score: (B,) realism r; features: the residual-block activations of V (feature matching);
+    embedding_match: unweighted L_MCH = mean |e_i - W_i| when D was given the embeddings."""
 
     score: torch.Tensor
     features: list[torch.Tensor]
+    embedding_match: torch.Tensor | None = None
 
 
 class DiscriminatorTrunk(nn.Module):
@@ -34,8 +36,9 @@ class DiscriminatorTrunk(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        self.config = cfg
         self.blocks, ch = down_stack(6, cfg.base_channels, cfg.max_channels, cfg.embedder_blocks,
-                                     cfg.image_size, cfg.attention_size, norm=False)
+                                     cfg.net_size, cfg.attention_size, norm=False)
         for _ in range(cfg.disc_extra_blocks):
             self.blocks.append(ResBlockDown(ch, ch, downsample=False))
         self.to_embedding = sn_linear(ch, cfg.embed_dim) if ch != cfg.embed_dim else None
@@ -43,7 +46,8 @@ class DiscriminatorTrunk(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         if x.shape != y.shape or x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected x and y (B, 3, H, W), got {tuple(x.shape)}, {tuple(y.shape)}")
-        h = torch.cat([x, y], dim=1)  # (B, 6, H, W)
+        size = self.config.net_size  # the networks may run below the output size
+        h = torch.cat([resample(x, size), resample(y, size)], dim=1)  # (B, 6, h, w)
         features = []
         for block in self.blocks:
             h = block(h)
@@ -71,8 +75,16 @@ class ProjectionDiscriminator(nn.Module):
         self.w0 = nn.Parameter(torch.zeros(cfg.embed_dim))        # w0, shared
         self.b = nn.Parameter(torch.zeros(()))                    # b
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor,
-                video_index: torch.Tensor) -> DiscriminatorOutput:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, video_index: torch.Tensor,
+                embedding: torch.Tensor | None = None) -> DiscriminatorOutput:
+        """``embedding`` (B, N), e_i detached: also return L_MCH as W_i sees it, computed here
+        so that under DDP W's gradient from it is reduced like every other D gradient."""
         v, features = self.trunk(x, y)
-        w = self.W(video_index) + self.w0  # (B, N)
-        return DiscriminatorOutput(score=(v * w).sum(dim=1) + self.b, features=features)
+        w_i = self.W(video_index)  # (B, N)
+        match = None
+        if embedding is not None:
+            from talking_heads.losses import embedding_match_loss
+
+            match = embedding_match_loss(embedding.detach(), w_i)
+        return DiscriminatorOutput(score=(v * (w_i + self.w0)).sum(dim=1) + self.b,
+                                   features=features, embedding_match=match)

@@ -38,9 +38,11 @@ class AdaptedGenerator(nn.Module):
             psi = generator.project(e)
         self.psi = nn.Parameter(psi.clone())  # psi', (1, P)
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        """y (B, 3, H, W) -> x-hat (B, 3, H, W)."""
-        return self.generator(y, self.psi.expand(y.shape[0], -1))
+    def forward(self, y: torch.Tensor, points: torch.Tensor | None = None,
+                sources=None) -> torch.Tensor:
+        """y (B, 3, H, W) -> x-hat (B, 3, H, W); the warp design also reads the target points
+        (B, 68, 2) and the source crops (``models.warp.Sources``)."""
+        return self.generator(y, self.psi.expand(y.shape[0], -1), points, sources)
 
 
 class FinetuneDiscriminator(nn.Module):

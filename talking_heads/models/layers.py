@@ -149,6 +149,17 @@ class AdaResBlockUp(nn.Module):
         return h + s
 
 
+def resample(image: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, size, size), area-like (antialiased) when shrinking.
+
+    Lets E, V and the warp generator's networks run at ``cfg.net_size`` while images and
+    landmark images travel at the output size ``cfg.image_size``."""
+    if image.shape[-1] == size and image.shape[-2] == size:
+        return image
+    return F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=image.shape[-1] > size)
+
+
 def channels_at(cfg_base: int, cfg_max: int, depth: int) -> int:
     """Channel count after ``depth`` + 1 downsamplings: base * 2^depth, capped at max."""
     return min(cfg_base * 2**depth, cfg_max)

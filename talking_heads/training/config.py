@@ -49,7 +49,9 @@ class TrainConfig:
     sample_every: int = 200                 # steps between PNG sample grids
     eval_every: int = 500                   # steps between dev metrics (and best checkpoint)
     checkpoint_every: int = 200             # steps between 'last' checkpoints
-    dev_episodes: int = 4                   # fixed dev episodes for metrics and samples
+    dev_episodes: int = 4                   # fixed dev (and val) episodes for metrics and samples
+    val_identities: int = 0                 # train identities held out to pick the best checkpoint
+    init_from: str | None = None            # model folder whose weights start a fresh run
     augment: bool = True                    # dataset augmentation (horizontal flip)
     num_workers: int = 1                    # DataLoader workers per process
     threads: int = 0                        # torch intra-op threads per process; 0 = auto
@@ -67,6 +69,17 @@ class TrainConfig:
                    num_workers=1)
 
     @classmethod
+    def warp(cls) -> "TrainConfig":
+        """The two-layer (warp) model on the 2-core CPU: ``cpu``'s rules and batch, L_CNT at
+        128 px (the networks' size; the 256 px detail is copied from the source, not learned),
+        four train identities held out for model selection, warm-started from the bundled
+        ``cpu`` checkpoint (same widths; see ``training.warm_start``)."""
+        return cls(name="warp", model=ModelConfig.warp(), k=4, batch_size=2, d_steps=2,
+                   content_size=128, sample_every=200, eval_every=200, checkpoint_every=100,
+                   num_workers=1, dev_episodes=8, val_identities=4,
+                   init_from="checkpoints/cpu")
+
+    @classmethod
     def tiny(cls) -> "TrainConfig":
         """Seconds-fast runs for tests."""
         return cls(name="tiny", model=ModelConfig.tiny(), k=2, batch_size=2, d_steps=2,
@@ -75,7 +88,7 @@ class TrainConfig:
 
     @classmethod
     def preset(cls, name: str) -> "TrainConfig":
-        presets = {"paper": cls.paper, "cpu": cls.cpu, "tiny": cls.tiny}
+        presets = {"paper": cls.paper, "cpu": cls.cpu, "warp": cls.warp, "tiny": cls.tiny}
         if name not in presets:
             raise ValueError(f"unknown train config {name!r}; choose from {sorted(presets)}")
         return presets[name]()
@@ -95,13 +108,22 @@ class FinetuneConfig:
     lr_g: float = 5e-5                      # Adam lr of psi' and G
     lr_d: float = 2e-4                      # Adam lr of w' and V
     betas: tuple[float, float] = (0.0, 0.999)  # Adam betas
-    batch_size: int = 8                     # frames per step (at most T, drawn with replacement)
+    batch_size: int = 8                     # frames per step (at most T, drawn without replacement)
     d_steps: int = 1                        # D updates per G update (1: FT must be fast)
     content_size: int | None = None         # L_CNT input side in px; None = image size
     content_face: bool = True               # include the face-identity term of L_CNT
     adversarial: bool = True                # L_ADV + hinge D; False = content loss only
     amp: str = "auto"                       # as in TrainConfig
     seed: int = 0                           # frame sampling seed
+
+    @classmethod
+    def for_model(cls, model: ModelConfig) -> "FinetuneConfig":
+        """The defaults for a model design. Warp: L_CNT at the networks' size (the 256 px
+        detail is the photo's own) and two pairs per step, which keeps 100 steps on one photo
+        within 30 s on the 2-core CPU (benchmarks/bench_finetune.py)."""
+        if model.generator == "warp":
+            return cls(batch_size=2, content_size=model.net_size)
+        return cls()
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -103,4 +103,6 @@ def fixed_episodes(dataset, count: int, seed: int, device: torch.device) -> Fixe
         random.setstate(state[2])
     return FixedEpisodes(frames=batch.frames.to(device), landmarks=batch.landmarks.to(device),
                          target_frame=batch.target_frame.to(device),
-                         target_landmarks=batch.target_landmarks.to(device))
+                         target_landmarks=batch.target_landmarks.to(device),
+                         points=batch.points.to(device),
+                         target_points=batch.target_points.to(device))

@@ -73,13 +73,22 @@ def cached_content_loss(use_face: bool) -> torch.nn.Module:
 
 def run_finetune(model: TalkingHeadModel, frames: torch.Tensor, landmarks: torch.Tensor,
                  steps: int, discriminator: ProjectionDiscriminator | None = None,
-                 config: FinetuneConfig = FinetuneConfig(), progress: Progress | None = None,
+                 config: FinetuneConfig | None = None, progress: Progress | None = None,
                  early_stop: EarlyStop | None = None,
-                 content: torch.nn.Module | None = None) -> FinetuneResult:
-    """Fine-tune on frames x (T, 3, H, W) and landmark images y (T, 3, H, W) in [-1, 1]."""
+                 content: torch.nn.Module | None = None,
+                 points: torch.Tensor | None = None) -> FinetuneResult:
+    """Fine-tune on frames x (T, 3, H, W) and landmark images y (T, 3, H, W) in [-1, 1].
+
+    The warp design also needs the frames' points (T, 68, 2) in crop pixels: it trains on
+    pairs (``training.pairs``); the paper design trains on the frames themselves.
+    ``config`` None: ``FinetuneConfig.for_model(model.config)``."""
     if frames.dim() != 4 or frames.shape != landmarks.shape or frames.shape[1] != 3:
         raise ValueError(f"expected (T, 3, H, W) frames and landmarks, got "
                          f"{tuple(frames.shape)}, {tuple(landmarks.shape)}")
+    config = config if config is not None else FinetuneConfig.for_model(model.config)
+    needs_sources = model.generator.needs_sources
+    if needs_sources and points is None:
+        raise ValueError("the warp design fine-tunes on pairs: pass the frames' points")
     report = progress or (lambda fraction, message: None)
     device = next(model.parameters()).device
     frames, landmarks = frames.to(device), landmarks.to(device)
@@ -95,9 +104,9 @@ def run_finetune(model: TalkingHeadModel, frames: torch.Tensor, landmarks: torch
     content = content if content is not None else cached_content_loss(config.content_face)
     content = content.to(device)
     weights = LossWeights()
-    y_batch = [None]  # the step's landmark batch, read by ``generate``
+    step_batch = [None]  # (y, points, sources) of the step, read by ``generate``
     parts = StepParts(
-        generate=lambda: Generated(adapted(y_batch[0])),
+        generate=lambda: Generated(adapted(*step_batch[0])),
         judge=judge, discriminate=judge,
         disc_params=[] if judge is None else list(judge.parameters()),
         opt_g=torch.optim.Adam(adapted.parameters(), lr=config.lr_g, betas=config.betas),
@@ -109,11 +118,23 @@ def run_finetune(model: TalkingHeadModel, frames: torch.Tensor, landmarks: torch
     count, batch = frames.shape[0], min(config.batch_size, frames.shape[0])
     history: list[StepLosses] = []
     stopped = False
+    pairs = None
+    if needs_sources:
+        from talking_heads.training.pairs import PairSampler
+
+        pairs = PairSampler(frames, points.to(device), seed=config.seed)
+        batch = config.batch_size if count == 1 else batch
     for step in range(steps):
-        # T <= batch: every frame once; otherwise a random subset (without replacement).
-        idx = torch.randperm(count, generator=generator)[:batch].to(device)
-        y_batch[0] = landmarks[idx]
-        losses = adversarial_step(parts, frames[idx], landmarks[idx], content, weights,
+        if pairs is not None:
+            drawn = pairs.draw(batch)
+            real, y = drawn.images, drawn.landmarks
+            step_batch[0] = (y, drawn.points, drawn.sources)
+        else:
+            # T <= batch: every frame once; otherwise a random subset (without replacement).
+            idx = torch.randperm(count, generator=generator)[:batch].to(device)
+            real, y = frames[idx], landmarks[idx]
+            step_batch[0] = (y,)
+        losses = adversarial_step(parts, real, y, content, weights,
                                   config.d_steps, config.content_size, config.amp)
         history.append(losses)
         report((step + 1) / steps, f"fine-tuning step {step + 1}/{steps}: "

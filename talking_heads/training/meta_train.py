@@ -41,16 +41,16 @@ CONFIG_NAME = "train_config.json"
 class EpisodeGenerator(nn.Module):
     """E and G as one module, so that DDP sees a single forward per step.
 
-    forward(frames (B, K, 3, H, W), landmarks (B, K, 3, H, W), target_landmarks (B, 3, H, W))
-    -> (e_i (B, N), x-hat (B, 3, H, W))."""
+    forward(frames (B, K, 3, H, W), landmarks (B, K, 3, H, W), points (B, K, 68, 2),
+    target_landmarks (B, 3, H, W), target_points (B, 68, 2)) -> (e_i (B, N), x-hat (B, 3, H, W));
+    see ``TalkingHeadModel.reenact``."""
 
     def __init__(self, model: TalkingHeadModel) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, frames, landmarks, target_landmarks):
-        e = self.model.embed(frames, landmarks)
-        return e, self.model.generator(target_landmarks, self.model.generator.project(e))
+    def forward(self, frames, landmarks, points, target_landmarks, target_points):
+        return self.model.reenact(frames, landmarks, points, target_landmarks, target_points)
 
 
 @dataclasses.dataclass
@@ -65,11 +65,14 @@ class MetaTrainer:
     """Owns the networks, optimisers and run dir of one (rank of a) meta-learning run."""
 
     def __init__(self, cfg: TrainConfig, train_set, dev_set, run_dir: Path,
-                 info: distributed.DistInfo, content: nn.Module | None = None) -> None:
-        """``train_set`` / ``dev_set``: EpisodeDataset-like (items are Episodes, ``num_videos``);
-        ``content``: L_CNT module (default: the paper's VGG16 + FaceNet, ``build_content_loss``)."""
+                 info: distributed.DistInfo, content: nn.Module | None = None,
+                 val_set=None) -> None:
+        """``train_set`` / ``dev_set`` / ``val_set``: EpisodeDataset-like (items are Episodes,
+        ``num_videos``); ``val_set`` (held-out train identities) picks the best checkpoint
+        when given, else dev does; ``content``: L_CNT module (default: the paper's VGG16 +
+        FaceNet, ``build_content_loss``)."""
         self.cfg, self.run_dir, self.info = cfg, Path(run_dir), info
-        self.train_set, self.dev_set = train_set, dev_set
+        self.train_set, self.dev_set, self.val_set = train_set, dev_set, val_set
         device = info.device
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.model = TalkingHeadModel(cfg.model).to(device).train()
@@ -85,6 +88,8 @@ class MetaTrainer:
         self.step, self.best_metric = 0, None
         self.log = JsonlLog(self.run_dir / "log.jsonl")
         self.dev_fixed = fixed_episodes(self.dev_set, cfg.dev_episodes, cfg.seed, device)
+        self.val_fixed = (None if val_set is None else
+                          fixed_episodes(val_set, cfg.dev_episodes, cfg.seed, device))
         self.train_fixed = fixed_episodes(self.train_set, min(2, cfg.dev_episodes), cfg.seed,
                                           device)
 
@@ -127,16 +132,23 @@ class MetaTrainer:
     # -- one step ----------------------------------------------------------------------------
     def train_step(self, batch) -> StepLosses:
         idx = batch.video_index
+        embedding = [None]  # e_i of this step, for W's side of L_MCH in D's update
 
         def generate() -> Generated:
-            e, fake = self.gen_ddp(batch.frames, batch.landmarks, batch.target_landmarks)
-            w_i = self.disc.W(idx).detach()  # L_MCH moves e_i towards W_i; W learns from D
+            e, fake = self.gen_ddp(batch.frames, batch.landmarks, batch.points,
+                                   batch.target_landmarks, batch.target_points)
+            embedding[0] = e.detach()
+            # E's side of L_MCH (W is frozen during G's update; it gets its side in D's).
+            w_i = self.disc.W(idx).detach()
             return Generated(fake, self.weights.embedding_match * embedding_match_loss(e, w_i))
+
+        def discriminate(x, y):  # x = [real; fake]: both halves are video idx
+            return self.disc_ddp(x, y, idx.repeat(2), embedding[0].repeat(2, 1))
 
         parts = StepParts(
             generate=generate,
             judge=lambda x, y: self.disc(x, y, idx),
-            discriminate=lambda x, y: self.disc_ddp(x, y, idx.repeat(2)),  # real then fake
+            discriminate=discriminate,
             disc_params=list(self.disc.parameters()), opt_g=self.opt_g, opt_d=self.opt_d)
         return adversarial_step(parts, batch.target_frame, batch.target_landmarks, self.content,
                                 self.weights, self.cfg.d_steps, self.cfg.content_size,
@@ -150,31 +162,71 @@ class MetaTrainer:
             write_png(self.run_dir / "samples" / f"step_{self.step:08d}_{name}.png", grid)
 
     def evaluate(self) -> dict:
+        """FF metrics on dev (reported) and val (selects ``best``; dev when there is no val)."""
         metrics, _ = dev_metrics(self.model, self.dev_fixed)
         record = dataclasses.asdict(metrics)
         self.log.write("dev", self.step, **record)
-        if self.best_metric is None or metrics.ssim > self.best_metric:
-            self.best_metric = metrics.ssim
-            self.save("best", record)
+        selection = metrics
+        if self.val_fixed is not None:
+            selection, _ = dev_metrics(self.model, self.val_fixed)
+            self.log.write("val", self.step, **dataclasses.asdict(selection))
+        if self.best_metric is None or selection.ssim > self.best_metric:
+            self.best_metric = selection.ssim
+            self.save("best", {**record, "selected_on": "val" if self.val_fixed else "dev",
+                               "selection_ssim": selection.ssim})
         return record
+
+    def warm_start(self) -> None:
+        """A fresh run from ``cfg.init_from``: copy matching weights, then set each W_i to E's
+        mean embedding of a few frames of video i (the row L_MCH would pull it to)."""
+        from talking_heads.training.warm_start import warm_start
+
+        report = warm_start(self.model, self.disc, resolve_init(self.cfg.init_from))
+        with torch.no_grad():
+            was_training = self.model.training
+            self.model.eval()
+            for i in range(self.train_set.num_videos):
+                episode = self.train_set[i]
+                e = self.model.embed(episode.frames[None].to(self.info.device),
+                                     episode.landmarks[None].to(self.info.device))
+                self.disc.W.weight[i] = e[0]
+            self.model.train(was_training)
+        if self.info.is_main:
+            self.log.write("warm_start", self.step, source=str(self.cfg.init_from),
+                           copied=len(report.copied), widened=report.widened,
+                           fresh=len(report.fresh))
+
+
+def resolve_init(path: str | Path) -> Path:
+    """``init_from`` as given, or relative to the project root (presets name bundled folders)."""
+    candidate = Path(path)
+    if candidate.is_dir() or candidate.is_absolute():
+        return candidate
+    return Path(__file__).resolve().parents[2] / candidate
 
 
 def open_datasets(data_dir: Path, cfg: TrainConfig):
-    """The train and dev EpisodeDatasets of a preprocessed folder."""
-    from talking_heads.data.dataset import EpisodeDataset
+    """The train, dev and val EpisodeDatasets of a preprocessed folder (val: ``val_identities``
+    train identities held out of training to pick the best checkpoint; None when 0)."""
+    from talking_heads.data.dataset import EpisodeDataset, held_out_identities
 
     size = cfg.model.image_size
+    val_ids = held_out_identities(data_dir, cfg.val_identities, cfg.seed)
     train_set = EpisodeDataset(data_dir, split="train", k=cfg.k, image_size=size,
-                               augment=cfg.augment)
+                               augment=cfg.augment, exclude=val_ids)
     dev_set = EpisodeDataset(data_dir, split="dev", k=cfg.k, image_size=size, seed=cfg.seed)
-    return train_set, dev_set
+    val_set = None
+    if val_ids:
+        val_set = EpisodeDataset(data_dir, split="train", k=cfg.k, image_size=size,
+                                 seed=cfg.seed, identities=val_ids)
+    return train_set, dev_set, val_set
 
 
 def run(cfg: TrainConfig, data_dir: Path | None, run_dir: Path, device: str | None = None,
         progress: bool = True, datasets=None, content: nn.Module | None = None) -> TrainResult:
     """Train (or resume) until ``cfg.max_steps``; rank 0 writes everything.
 
-    ``datasets`` (train, dev) and ``content`` replace the defaults built from ``data_dir``
+    ``datasets`` (train, dev[, val]) and ``content`` replace the defaults built from ``data_dir``
     and the paper's content loss (tests use this)."""
     info = distributed.setup(device)
     threads = torch.get_num_threads()
@@ -192,9 +244,14 @@ def _train(cfg: TrainConfig, data_dir: Path | None, run_dir: Path, info: distrib
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG_NAME).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    train_set, dev_set = datasets if datasets is not None else open_datasets(data_dir, cfg)
-    trainer = MetaTrainer(cfg, train_set, dev_set, run_dir, info, content)
+    sets = tuple(datasets) if datasets is not None else open_datasets(data_dir, cfg)
+    train_set, dev_set, val_set = (sets + (None,))[:3]
+    trainer = MetaTrainer(cfg, train_set, dev_set, run_dir, info, content, val_set)
     resumed = trainer.resume()
+    if not resumed and cfg.init_from:
+        trainer.warm_start()
+        if info.is_main:  # the starting point is a candidate: training must beat it
+            trainer.evaluate()
     stop = _StopFlag()
     stream = EpisodeStream(trainer.train_set, cfg, info, start_step=trainer.step)
     bar = tqdm(total=cfg.max_steps, initial=trainer.step, disable=not (progress and info.is_main),
@@ -273,7 +330,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                                      description="Meta-learning of E, G, D (resumes a run dir).")
     parser.add_argument("--data", required=True, type=Path, help="preprocessed data folder")
     parser.add_argument("--out", required=True, type=Path, help="run dir (resumed if present)")
-    parser.add_argument("--config", default="cpu", help="preset: paper, cpu or tiny")
+    parser.add_argument("--config", default="warp", help="preset: warp, paper, cpu or tiny")
     parser.add_argument("--steps", type=int, help="stop after this many steps in total")
     parser.add_argument("--batch-size", type=int, help="episodes per step per process")
     parser.add_argument("--k", type=int, help="K, frames per episode")

@@ -33,12 +33,15 @@ class DevMetrics:
 
 @dataclass
 class FixedEpisodes:
-    """A few episodes stacked once: frames/landmarks (B, K, 3, H, W), targets (B, 3, H, W)."""
+    """A few episodes stacked once: frames/landmarks (B, K, 3, H, W), targets (B, 3, H, W),
+    points (B, K, 68, 2) and target_points (B, 68, 2) in crop pixels."""
 
     frames: torch.Tensor
     landmarks: torch.Tensor
     target_frame: torch.Tensor
     target_landmarks: torch.Tensor
+    points: torch.Tensor
+    target_points: torch.Tensor
 
 
 @torch.no_grad()
@@ -46,8 +49,8 @@ def feed_forward(model: TalkingHeadModel, episodes: FixedEpisodes) -> torch.Tens
     """x-hat = G(y_t, P mean_k E(x_k, y_k)) for each episode: (B, 3, H, W)."""
     was_training = model.training
     model.eval()
-    e = model.embed(episodes.frames, episodes.landmarks)  # (B, N)
-    fake = model.generator(episodes.target_landmarks, model.generator.project(e))
+    _, fake = model.reenact(episodes.frames, episodes.landmarks, episodes.points,
+                            episodes.target_landmarks, episodes.target_points)
     model.train(was_training)
     return fake
 

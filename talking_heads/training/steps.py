@@ -41,6 +41,7 @@ class StepLosses:
     disc_real: float = 0.0         # mean max(0, 1 - D(x)) of the last D update
     disc_fake: float = 0.0         # mean max(0, 1 + D(x-hat)) of the last D update
     discriminator: float = 0.0     # hinge total of the last D update
+    embedding_match_w: float = 0.0  # L_MCH as W sees it in the last D update, weighted
 
     def as_dict(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -146,13 +147,20 @@ def adversarial_step(parts: StepParts, real: torch.Tensor, landmarks: torch.Tens
     pair_y = torch.cat([landmarks, landmarks])  # (2B, 3, H, W)
     for _ in range(d_steps):
         with autocast():
-            scores = parts.discriminate(pair_x, pair_y).score.float()
-            real_score, fake_score = scores.chunk(2)
+            judged = parts.discriminate(pair_x, pair_y)
+            real_score, fake_score = judged.score.float().chunk(2)
             loss_d = hinge_discriminator_loss(real_score, fake_score)
+            # Meta-learning: W minimises L_MCH too (paper eq. for L_MCH over E and W); W is
+            # D's parameter, so its share of L_MCH is minimised in D's update, e_i fixed.
+            match_w = None
+            if judged.embedding_match is not None:
+                match_w = weights.embedding_match * judged.embedding_match.float()
+                loss_d = loss_d + match_w
         parts.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         parts.opt_d.step()
     out.disc_real = float(F.relu(1.0 - real_score.detach()).mean())
     out.disc_fake = float(F.relu(1.0 + fake_score.detach()).mean())
-    out.discriminator = float(loss_d.detach())
+    out.discriminator = float(loss_d.detach()) - (0.0 if match_w is None else float(match_w.detach()))
+    out.embedding_match_w = 0.0 if match_w is None else float(match_w.detach())
     return out

@@ -1,0 +1,94 @@
+"""Training pairs for fine-tuning the warp design on T photos of one person (section 3.3).
+
+The warp generator renders a target from a *source*; trained on a photo as its own source
+it would learn the identity map. So each step draws targets and gives each one a source that
+differs from it:
+
+- T = 1: the target is a random geometric augmentation of the photo (rotation, zoom, shift;
+  image and points move together) and the source is the photo itself;
+- T > 1: the target is photo j, mildly augmented, and its source is the nearest of the other
+  T - 1 photos (as at render time, when each frame takes the nearest source).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from talking_heads.images import image_to_tensor, tensor_to_image
+from talking_heads.landmarks.rasterize import rasterize
+from talking_heads.models.warp import Sources
+
+
+@dataclass(frozen=True)
+class AugmentRange:
+    """Random similarity transforms about the crop centre."""
+
+    rotation: float = 8.0  # degrees, +-
+    zoom: float = 0.08     # relative, +-
+    shift: float = 0.04    # fraction of the crop side, +-
+
+
+@dataclass
+class PairBatch:
+    """Targets x, y (B, 3, S, S), their points (B, 68, 2) and the sources to render them from."""
+
+    images: torch.Tensor
+    landmarks: torch.Tensor
+    points: torch.Tensor
+    sources: Sources
+
+
+def augment(image: np.ndarray, points: np.ndarray, rng: np.random.Generator,
+            limits: AugmentRange) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (S, S, 3) crop and (68, 2) points -> the same under one random similarity."""
+    size = image.shape[0]
+    half = (size - 1) / 2.0
+    angle = rng.uniform(-limits.rotation, limits.rotation)
+    scale = 1.0 + rng.uniform(-limits.zoom, limits.zoom)
+    matrix = cv2.getRotationMatrix2D((half, half), angle, scale)
+    matrix[:, 2] += rng.uniform(-limits.shift, limits.shift, size=2) * size
+    warped = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
+    return warped, (points @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+
+
+class PairSampler:
+    """Draws ``PairBatch``es from T crops (T, 3, S, S) in [-1, 1] and points (T, 68, 2)."""
+
+    def __init__(self, frames: torch.Tensor, points: torch.Tensor, seed: int = 0,
+                 limits: AugmentRange = AugmentRange()) -> None:
+        if frames.dim() != 4 or points.shape != (frames.shape[0], 68, 2):
+            raise ValueError(f"expected (T, 3, S, S) crops and (T, 68, 2) points, got "
+                             f"{tuple(frames.shape)}, {tuple(points.shape)}")
+        self.frames, self.points = frames, points.float()
+        self.crops = tensor_to_image(frames)  # uint8 (T, S, S, 3)
+        self.landmarks = image_to_tensor(np.stack([rasterize(p, frames.shape[-1])
+                                                   for p in self.points.cpu().numpy()]))
+        self.landmarks = self.landmarks.to(frames.device)
+        self.rng = np.random.default_rng(seed)
+        self.limits = limits
+
+    def draw(self, batch: int) -> PairBatch:
+        count, size, device = self.frames.shape[0], self.frames.shape[-1], self.frames.device
+        chosen = (self.rng.permutation(count)[:batch] if batch <= count
+                  else self.rng.integers(count, size=batch))
+        images, points = [], []
+        for j in chosen:
+            image, moved = augment(self.crops[j], self.points[j].cpu().numpy(), self.rng,
+                                   self.limits)
+            images.append(image)
+            points.append(moved)
+        points_t = torch.from_numpy(np.stack(points)).to(device)  # (B, 68, 2)
+        landmarks = image_to_tensor(np.stack([rasterize(p, size) for p in points])).to(device)
+        if count == 1:
+            sources = Sources.shared(self.frames, self.landmarks, self.points, len(chosen))
+        else:  # each target j: the other T - 1 photos (the nearest is used when rendering)
+            others = torch.stack([torch.tensor([i for i in range(count) if i != j])
+                                  for j in chosen]).to(device)  # (B, T - 1)
+            sources = Sources(self.frames[others], self.landmarks[others], self.points[others])
+        return PairBatch(image_to_tensor(np.stack(images)).to(device), landmarks, points_t,
+                         sources)
