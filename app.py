@@ -117,6 +117,7 @@ class SessionFiles:
         if not session:  # a raw REST call without a session: the expiry deletes its files
             return
         with self._lock:
+            self._forget_expired()
             for path in paths:
                 resolved = Path(path).resolve()
                 if resolved.is_relative_to(self.cache_dir) and resolved != self.cache_dir:
@@ -127,28 +128,39 @@ class SessionFiles:
             return [path for path, sessions in self._holders.items() if session in sessions]
 
     def release(self, session: str | None) -> list[Path]:
-        """The session ended: delete the files no other session holds; returns them."""
+        """The session ended: delete the files no other session holds; returns them.
+
+        Deleting under the lock means no other session can register a file between the
+        check that nobody holds it and its deletion."""
         if not session:
             return []
         with self._lock:
-            orphans = []
+            deleted = []
             for path, sessions in list(self._holders.items()):
                 sessions.discard(session)
                 if not sessions:
                     del self._holders[path]
-                    orphans.append(path)
-        deleted = []
-        for path in orphans:
-            if _sha256(path) in self._protected or not path.is_file():
-                continue
-            path.unlink(missing_ok=True)
-            deleted.append(path)
-            try:  # Gradio's per-file folder, named by the content hash
-                if path.parent != self.cache_dir:
-                    path.parent.rmdir()
-            except OSError:
-                pass  # not empty: another file with the same content hash
-        return deleted
+                    if self._delete(path):
+                        deleted.append(path)
+            return deleted
+
+    def _forget_expired(self) -> None:
+        """Drop files that are gone (``delete_cache`` expired them), so that sessions which
+        never end, e.g. a client that never closes, do not grow ``_holders`` for ever."""
+        for path in [path for path in self._holders if not path.exists()]:
+            del self._holders[path]
+
+    def _delete(self, path: Path) -> bool:
+        """Delete an orphaned file unless it is protected or already gone."""
+        if _sha256(path) in self._protected or not path.is_file():
+            return False
+        path.unlink(missing_ok=True)
+        try:  # Gradio's per-file folder, named by the content hash
+            if path.parent != self.cache_dir:
+                path.parent.rmdir()
+        except OSError:
+            pass  # not empty: another file with the same content hash
+        return True
 
 
 def _notes_markdown(result, extra: list[str] = ()) -> str:

@@ -269,18 +269,36 @@ class Mp4Writer:
             self._container.mux(packet)
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        """Finish the file, or remove it: a caller must never find a broken mp4 where it
+        expects a video, whether the body raised, no frame came, or flushing the encoder,
+        muxing the audio or writing the trailer failed."""
         try:
             if exc_type is None:
-                if self._stream is None:
-                    raise ValueError("no frames were written")
-                for packet in self._stream.encode(None):
-                    self._container.mux(packet)
-                if self._audio_stream is not None:
-                    self._mux_audio()
-        finally:
+                self._finish()
             self._container.close()
-            if exc_type is not None:
-                self.path.unlink(missing_ok=True)
+        except BaseException:
+            self._discard()
+            raise
+        if exc_type is not None:
+            self._discard()
+
+    def _finish(self) -> None:
+        """Flush the video encoder and mux the audio (the trailer is written on close)."""
+        if self._stream is None:
+            raise ValueError("no frames were written")
+        for packet in self._stream.encode(None):
+            self._container.mux(packet)
+        if self._audio_stream is not None:
+            self._mux_audio()
+
+    def _discard(self) -> None:
+        """Close the container if still open (its own error, if any, would hide the one that
+        brought us here) and delete the partial file."""
+        try:
+            self._container.close()
+        except (av.error.FFmpegError, OSError, ValueError):
+            pass
+        self.path.unlink(missing_ok=True)
 
 
 def write_mp4(path: str | Path, frames, fps: float, audio: AudioTrack | None = None,

@@ -137,3 +137,26 @@ def test_readme_front_matter_configures_the_space():
     assert re.search(r'^python_version: "[\d.]+"$', readme.read_text(), re.MULTILINE)
     text = readme.read_text()
     assert "## Using the Space from Python" in text and 'api_name="/animate"' in text
+
+
+def test_session_files_forget_expired_files_and_delete_orphans(tmp_path):
+    """Files Gradio's expiry already deleted are dropped from the book-keeping (a session that
+    never ends must not grow it for ever); a release deletes only what nobody else holds."""
+    import app
+
+    cache = tmp_path / "cache"
+    (cache / "a").mkdir(parents=True)
+    (cache / "b").mkdir()
+    expired, shared = cache / "a" / "old.jpg", cache / "b" / "shared.jpg"
+    expired.write_bytes(b"old")
+    shared.write_bytes(b"shared")
+    files = app.SessionFiles(cache)
+    files.hold("never-ends", [expired, shared])
+    files.hold("other", [shared])
+    expired.unlink()  # delete_cache's expiry
+    files.hold("other", [])  # any later registration prunes
+    assert files.held("never-ends") == [shared.resolve()]
+    assert files.release("never-ends") == []  # "other" still holds it
+    assert files.release("other") == [shared.resolve()]
+    assert not shared.exists() and not (cache / "b").exists()
+    assert files.held("other") == []

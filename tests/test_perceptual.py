@@ -122,7 +122,38 @@ def test_converted_weights_are_cached_and_checksummed(tmp_path: Path, monkeypatc
     from safetensors.torch import load_file, save_file
 
     state = load_file(str(path))
-    state["convs.conv1_1.bias"][0] += 1e-3  # a tampered or corrupted file
+    state["convs.conv4_2.weight"][-1, -1, -1, -1] += 1e-3  # one value, deep in one tensor
     save_file(state, str(path))
-    with pytest.raises(cache.WeightsChecksumError):
+    with pytest.raises(cache.WeightsChecksumError, match=r"tensors convs\.conv4_2\.weight "
+                                                         r"differ"):
         VGG16Features.pretrained()
+
+
+def test_converted_tensors_have_the_pinned_whole_tensor_digests(vgg_net: VGG16Features) -> None:
+    """The per-tensor table covers exactly the network's tensors, whole."""
+    state = vgg_net.state_dict()
+    assert set(vgg.VGG16_TENSOR_SHA256) == set(state)
+    assert all(cache.array_digest(state[name]) == digest
+               for name, digest in vgg.VGG16_TENSOR_SHA256.items())
+
+
+def test_a_failed_cache_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    monkeypatch.setenv("TALKING_HEADS_CACHE", str(tmp_path))
+    state = {"w": np.arange(6, dtype=np.float32)}
+    digest = cache.tensor_digest({"w": torch.from_numpy(state["w"])})
+
+    def disk_full(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"half a safetens")  # what was written before it failed
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache, "save_file", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        cache.load_converted("w.safetensors", digest, lambda: state)
+    assert not [p for p in (tmp_path / "perceptual").iterdir()]
+    monkeypatch.undo()  # the real writer: the same call now converts and caches
+    monkeypatch.setenv("TALKING_HEADS_CACHE", str(tmp_path))
+    loaded = cache.load_converted("w.safetensors", digest, lambda: state)
+    assert loaded["w"].tolist() == state["w"].tolist()
+    assert [p.name for p in (tmp_path / "perceptual").iterdir()] == ["w.safetensors"]

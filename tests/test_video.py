@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import av
 import numpy as np
 import pytest
 
@@ -50,6 +51,27 @@ def test_frame_size_must_not_change(tmp_path):
         video.write_mp4(tmp_path / "x.mp4", [np.zeros((32, 32, 3), np.uint8),
                                              np.zeros((34, 32, 3), np.uint8)], fps=25)
     assert not (tmp_path / "x.mp4").exists(), "a failed write must not leave a broken file"
+
+
+def test_no_frames_leaves_no_file(tmp_path):
+    out = tmp_path / "empty.mp4"
+    with pytest.raises(ValueError, match="no frames were written"):
+        with video.Mp4Writer(out, fps=25):
+            pass
+    assert not out.exists()
+
+
+def test_a_failure_while_muxing_audio_leaves_no_file(tmp_path, monkeypatch):
+    """The frames were all written and the body ended normally; finishing the file failed."""
+    def broken_encoder(self):
+        raise av.error.FFmpegError(-22, "aac encoder failed")  # -22: EINVAL
+
+    monkeypatch.setattr(video.Mp4Writer, "_mux_audio", broken_encoder)
+    out = tmp_path / "a.mp4"
+    tone = video.AudioTrack(np.full((2, 16000), 0.1, np.float32), 16000)
+    with pytest.raises(av.error.FFmpegError, match="aac encoder failed"):
+        video.write_mp4(out, _gradient_frames(5, 32, 32), fps=25, audio=tone)
+    assert not out.exists()
 
 
 def test_real_clip_audio_is_kept_and_trimmed(shared_data, tmp_path):

