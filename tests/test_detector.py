@@ -197,3 +197,14 @@ def test_tracking_near_the_previous_box_matches_full_frame_detection(dlib_detect
     lost = dlib_detector.detect(frames[-1], near=(0.0, 0.0, 60.0, 60.0))
     assert lost.found
     assert np.linalg.norm(lost.points - dlib_detector.detect(frames[-1]).points, axis=1).max() < 1
+
+
+def test_tracking_a_small_face_gives_the_same_answer_every_time(dlib_detector, photos):
+    """A face under ``track_face`` px is searched at scale 1 in a strided view of the frame;
+    dlib read such views inconsistently (different boxes, or none, from one call to the next)."""
+    frame = np.full((288, 360, 3), 40, np.uint8)
+    frame[90:190, 130:230] = cv2.resize(_read(photos[0]), (100, 100))  # a face under 100 px
+    box = dlib_detector.detect(frame).box
+    assert max(box[2] - box[0], box[3] - box[1]) < dlib_detector.track_face
+    answers = {(dlib_detector.detect(frame, near=box).box) for _ in range(30)}
+    assert len(answers) == 1 and None not in answers

@@ -141,3 +141,25 @@ def test_shots_of_another_person_are_dropped(tmp_path: Path, photos_dir: Path):
     assert stats["other_person_frames"] == 5 and stats["shots"] == 2
     assert stats["frame_indices"] == list(range(8)) + list(range(13, 21))
     assert stats["skipped"] == 5 and len(crops) == 16
+
+
+def test_a_clip_is_cropped_without_holding_its_frames(shared_data: Path):
+    """Memory holds the crops and a few decoded frames, not every full-resolution frame
+    (a minute of 1080p would be about 9 GB): the clip is decoded twice instead."""
+    import tracemalloc
+
+    from talking_heads.video import iter_frames
+
+    path = shared_data / "clips" / f"{CLIP}.mpg"
+    frame_bytes = next(iter_frames(path)).nbytes
+    detector = get_detector("dlib")
+    tracemalloc.start()
+    try:
+        crops, points, stats = preprocess.crop_clip(path, detector, 64)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert stats["total_frames"] == 75 and len(crops) == 75
+    # The output, held twice while it is assembled, plus a few frames in flight.
+    assert peak < 3 * (crops.nbytes + points.nbytes) + 10 * frame_bytes
+    assert peak < stats["total_frames"] * frame_bytes / 2  # far below keeping them all

@@ -84,12 +84,23 @@ MAX_GAP = 5    # frames: a longer run of skipped frames starts a new shot
 SAME_PERSON = 0.6  # dlib descriptor distance below which two faces are the same person
 
 
-def detect_clip(path: Path, detector, min_face: float = MIN_FACE):
-    """Every frame's largest face -> (frames, points, boxes, frame indices, counts). Frames
-    with no face, or only one smaller than ``min_face`` pixels, are skipped, never filled in."""
+@dataclass(frozen=True)
+class ClipFaces:
+    """Pass 1 of a clip: where the faces are, without the frames' pixels."""
+
+    points: list[np.ndarray]   # float32 (68, 2) image pixels, one per kept frame
+    boxes: list[tuple]         # (x0, y0, x1, y1) image pixels
+    indices: list[int]         # frame index in the clip of each kept frame
+    counts: dict               # total_frames, small_face_frames, multi_face_frames
+
+
+def detect_clip(path: Path, detector, min_face: float = MIN_FACE) -> ClipFaces:
+    """Every frame's largest face. Frames with no face, or only one smaller than
+    ``min_face`` pixels, are skipped, never filled in. No frame is kept: a minute of 1080p
+    video is about 9 GB decoded, so the crops are cut in a second decoding pass."""
     from talking_heads.video import iter_frames
 
-    frames, points, boxes, indices = [], [], [], []
+    points, boxes, indices = [], [], []
     counts = {"total_frames": 0, "small_face_frames": 0, "multi_face_frames": 0}
     previous = None  # last frame's box: where to look first (each frame is still detected)
     for index, frame in enumerate(iter_frames(path)):
@@ -102,11 +113,10 @@ def detect_clip(path: Path, detector, min_face: float = MIN_FACE):
             counts["small_face_frames"] += 1
             continue
         counts["multi_face_frames"] += int(result.num_faces > 1)
-        frames.append(frame)
         points.append(result.points)
         boxes.append(result.box)
         indices.append(index)
-    return frames, points, boxes, indices, counts
+    return ClipFaces(points, boxes, indices, counts)
 
 
 def shots(transforms: list, indices: list[int]) -> list[slice]:
@@ -121,49 +131,85 @@ def shots(transforms: list, indices: list[int]) -> list[slice]:
     return [slice(a, b) for a, b in zip(ordered[:-1], ordered[1:])]
 
 
-def main_person_shots(frames, boxes, parts: list[slice], identity) -> list[slice]:
+def identity_picks(parts: list[slice]) -> list[np.ndarray]:
+    """The rows (up to 3 per shot, spread over it) whose face descriptors describe a shot."""
+    return [np.unique(np.linspace(part.start, part.stop - 1, 3).round().astype(int))
+            for part in parts]
+
+
+def main_person_shots(parts: list[slice], descriptors: dict) -> list[slice]:
     """Shots showing the clip's main person (the one of the longest shot): a cutaway to an
     interviewer or the audience would mix two people into one video's episodes. Each shot is
-    described by dlib's face descriptor averaged over up to 3 of its frames."""
-    if identity is None or len(parts) < 2:
+    described by dlib's face descriptor averaged over its ``identity_picks`` rows
+    (``descriptors``: row -> descriptor or None); with no descriptors, every shot is kept."""
+    if not descriptors or len(parts) < 2:
         return parts
-    descriptors = []
-    for part in parts:
-        picks = np.unique(np.linspace(part.start, part.stop - 1, 3).round().astype(int))
-        found = [identity.descriptor(frames[i], boxes[i]) for i in picks]
-        found = [d for d in found if d is not None]
-        descriptors.append(np.mean(found, axis=0) if found else None)
+    means = []
+    for picks in identity_picks(parts):
+        found = [descriptors[i] for i in picks if descriptors[i] is not None]
+        means.append(np.mean(found, axis=0) if found else None)
     main = max(range(len(parts)), key=lambda i: parts[i].stop - parts[i].start)
-    reference = descriptors[main]
-    return [part for part, d in zip(parts, descriptors)
+    reference = means[main]
+    return [part for part, d in zip(parts, means)
             if d is not None and np.linalg.norm(d - reference) < SAME_PERSON]
+
+
+def cut_crops(path: Path, faces: ClipFaces, transforms: list, picks: set[int],
+              identity) -> tuple[list[np.ndarray], dict]:
+    """Pass 2: decode the clip again and crop each kept frame as it comes (``transforms``, one
+    per row of ``faces``); face descriptors of the ``picks`` rows are taken from the full
+    frame on the way. Returns (crops, row -> descriptor)."""
+    from talking_heads.video import iter_frames
+
+    crops, descriptors = [], {}
+    rows = iter(enumerate(faces.indices))
+    row, wanted = next(rows, (None, None))
+    for index, frame in enumerate(iter_frames(path)):
+        if wanted is None:
+            break
+        if index != wanted:
+            continue
+        crops.append(transforms[row].warp_image(frame))
+        if row in picks:
+            descriptors[row] = identity.descriptor(frame, faces.boxes[row])
+        row, wanted = next(rows, (None, None))
+    if len(crops) != len(faces.indices):
+        raise ValueError(f"{path}: the second decoding gave fewer frames than the first")
+    return crops, descriptors
 
 
 def crop_clip(path: Path, detector, size: int, identity=None,
               min_face: float = MIN_FACE) -> tuple[np.ndarray, np.ndarray, dict]:
     """Detect, crop and smooth one clip -> (crops (N, S, S, 3), points (N, 68, 2), stats).
 
-    ``identity`` (a ``FaceIdentity``) drops shots of people other than the main one."""
+    ``identity`` (a ``FaceIdentity``) drops shots of people other than the main one. The clip
+    is decoded twice (landmarks, then crops), so memory holds crops, never whole frames."""
     from talking_heads.landmarks.align import crop_transform, smooth_transforms
     from talking_heads.video import video_fps
 
-    frames, points, boxes, indices, counts = detect_clip(path, detector, min_face)
-    raw = [crop_transform(p, size) for p in points]
-    parts = shots(raw, indices)
-    kept_parts = main_person_shots(frames, boxes, parts, identity)
+    faces = detect_clip(path, detector, min_face)
+    raw = [crop_transform(p, size) for p in faces.points]
+    parts = shots(raw, faces.indices)
+    # Smoothing runs within each shot, so every shot's transforms are final before we know
+    # which shots show the main person.
+    smoothed = [t for part in parts for t in smooth_transforms(raw[part])]
+    use_identity = identity is not None and len(parts) >= 2
+    picks = {int(i) for rows in identity_picks(parts) for i in rows} if use_identity else set()
+    crops, descriptors = cut_crops(path, faces, smoothed, picks, identity)
+    kept_parts = main_person_shots(parts, descriptors)
     other = sum(p.stop - p.start for p in parts) - sum(p.stop - p.start for p in kept_parts)
     keep = [i for part in kept_parts for i in range(part.start, part.stop)]
-    transforms = [t for part in kept_parts for t in smooth_transforms(raw[part])]
-    crops = np.zeros((len(keep), size, size, 3), np.uint8)
+    out = np.zeros((len(keep), size, size, 3), np.uint8)
     crop_points = np.zeros((len(keep), 68, 2), np.float32)
-    for row, (i, transform) in enumerate(zip(keep, transforms)):
-        crops[row] = transform.warp_image(frames[i])
-        crop_points[row] = transform.points_to_crop(points[i])
-    frame_indices = [indices[i] for i in keep]
+    for row, i in enumerate(keep):
+        out[row] = crops[i]
+        crop_points[row] = smoothed[i].points_to_crop(faces.points[i])
+    frame_indices = [faces.indices[i] for i in keep]
+    counts = faces.counts
     stats = {"fps": video_fps(path), "frame_indices": frame_indices, **counts,
              "other_person_frames": other, "shots": len(kept_parts),
              "skipped": counts["total_frames"] - len(frame_indices)}
-    return crops, crop_points, stats
+    return out, crop_points, stats
 
 
 def write_clip(out: Path, spec: ClipSpec, crops: np.ndarray, points: np.ndarray, stats: dict,

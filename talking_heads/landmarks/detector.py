@@ -151,7 +151,11 @@ class DlibDetector:
                  oy + r.bottom() / scale) for r in rects]
 
     def _run_hog(self, gray: np.ndarray, upsample: int) -> tuple[list, list[float]]:
-        """dlib's HOG detector (rectangles, scores), one thread at a time."""
+        """dlib's HOG detector (rectangles, scores), one thread at a time.
+
+        ``gray`` is copied to contiguous memory first: given a strided view (the region around
+        a ``near`` box), dlib's answer varied from call to call, sometimes finding no face."""
+        gray = np.ascontiguousarray(gray)
         with self._detector_lock:
             rects, scores, _ = self._face_detector.run(gray, upsample, 0.0)
         return list(rects), list(scores)
