@@ -1,11 +1,11 @@
 """Seconds for 100 fine-tuning (FT) steps at T = 1 and T = 8 real crops (not a test).
 
-    python -m benchmarks.bench_finetune --config cpu [--steps 100] [--measure-steps N]
+    python -m benchmarks.bench_finetune --config warp [--steps 100] [--measure-steps N]
 
 FT as the app runs it: ``training.finetune.run_finetune`` with the paper's L_CNT (VGG16 +
 FaceNet) and a discriminator of the same config (random weights: speed does not depend on
-their values), ``FinetuneConfig()`` defaults. The T crops come from a real dev clip. One
-warm-up step is excluded (first-call allocation). With ``--measure-steps N < --steps`` only N
+their values), ``FinetuneConfig.for_model`` defaults (the app's). The T crops come from a
+real dev clip. One warm-up step is excluded (first-call allocation). With ``--measure-steps N < --steps`` only N
 steps are timed and the seconds for ``--steps`` are extrapolated linearly (and marked so in the
 JSON): the paper model needs many minutes per 100 steps on a 2-core CPU.
 """
@@ -32,24 +32,30 @@ from talking_heads.video import iter_frames
 CLIP = "clips/dpe__s.mp4"  # dev split, 256x256
 
 
-def real_crops(path: Path, count: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` crops x and landmark images y, spread over the clip's first 64 frames."""
+def real_crops(path: Path, count: int, size: int) -> tuple[torch.Tensor, ...]:
+    """``count`` crops x, landmark images y and points (T, 68, 2), spread over the clip's
+    first 64 frames."""
     detector = get_detector("dlib")
     frames = list(iter_frames(path, max_frames=64))
     picked = [frames[i] for i in np.linspace(0, len(frames) - 1, count).round().astype(int)]
     points = [detector.detect(f).points for f in picked]
     transforms = smooth_transforms([crop_transform(p, size) for p in points])
     x = np.stack([t.warp_image(f) for t, f in zip(transforms, picked)])
-    y = np.stack([rasterize(t.points_to_crop(p), size) for t, p in zip(transforms, points)])
-    return image_to_tensor(x), image_to_tensor(y)  # (T, 3, S, S) each
+    in_crop = np.stack([t.points_to_crop(p) for t, p in zip(transforms, points)])
+    y = np.stack([rasterize(p, size) for p in in_crop])
+    return (image_to_tensor(x), image_to_tensor(y),  # (T, 3, S, S) each
+            torch.from_numpy(in_crop.astype(np.float32)))
 
 
-def time_finetune(model, discriminator, x, y, steps: int, content) -> tuple[float, list[float]]:
+def time_finetune(model, discriminator, x, y, points, steps: int, content,
+                  config) -> tuple[float, list[float]]:
     """Wall seconds of ``steps`` FT steps (after a one-step warm-up run) and each step's
     seconds (from the progress callback, which ``run_finetune`` calls after every step)."""
-    run_finetune(model, x, y, 1, discriminator=discriminator, content=content)
+    run_finetune(model, x, y, 1, discriminator=discriminator, content=content, points=points,
+                 config=config)
     marks = [time.perf_counter()]
     result = run_finetune(model, x, y, steps, discriminator=discriminator, content=content,
+                          points=points, config=config,
                           progress=lambda fraction, message: marks.append(time.perf_counter()))
     seconds = time.perf_counter() - marks[0]
     assert result.steps == steps and not result.content_only
@@ -58,7 +64,7 @@ def time_finetune(model, discriminator, x, y, steps: int, content) -> tuple[floa
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="cpu", help="ModelConfig preset (random weights)")
+    parser.add_argument("--config", default="warp", help="ModelConfig preset (random weights)")
     parser.add_argument("--checkpoint", default=None, help="trained weights instead")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--steps", type=int, default=100)
@@ -74,13 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(args.config, args.checkpoint)
     torch.manual_seed(0)
     discriminator = ProjectionDiscriminator(model.config, num_videos=1).eval()
-    config = FinetuneConfig()
+    config = FinetuneConfig.for_model(model.config)  # what the app uses for this design
     content = cached_content_loss(config.content_face)
     measured = args.measure_steps or args.steps
     seconds, steps_median = {}, {}
     for t in args.shots:
-        x, y = real_crops(args.data / CLIP, t, model.config.image_size)
-        seconds[t], per_step = time_finetune(model, discriminator, x, y, measured, content)
+        x, y, points = real_crops(args.data / CLIP, t, model.config.image_size)
+        seconds[t], per_step = time_finetune(model, discriminator, x, y, points, measured,
+                                             content, config)
         steps_median[t] = float(np.median(per_step))
     write_result(args.out, {
         "benchmark": "finetune", "config": model.config.name,

@@ -1,6 +1,6 @@
 """Frames per second rendered by G, with and without landmark detection (not a test).
 
-    python -m benchmarks.bench_render --config cpu [--checkpoint DIR] [--out results.json]
+    python -m benchmarks.bench_render --config warp [--checkpoint DIR] [--out results.json]
 
 *Without detection*: landmark images y(t) are rasterised from a real clip's precomputed
 landmarks, then G(y, psi-hat) runs in batches under ``torch.inference_mode`` and the output is
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,30 +26,48 @@ from talking_heads.images import image_to_tensor, tensor_to_image
 from talking_heads.landmarks.align import crop_transform
 from talking_heads.landmarks.detector import get_detector
 from talking_heads.landmarks.rasterize import rasterize
+from talking_heads.models import Sources
 from talking_heads.video import iter_frames
 
 DRIVING_CLIP = "clips/styletalk__happyenglish_clip2.mp4"  # dev split, 256x256, 30 fps
 DETECT_SIDE = 640
 
 
-def _psi_hat(model, frame: np.ndarray, points: np.ndarray) -> torch.Tensor:
-    """psi-hat = P E(x, y) of one real crop (FF adaptation; the values do not affect speed)."""
+@dataclass
+class Person:
+    """An FF-adapted source: psi-hat = P E(x, y) of one real crop, and that crop as the warp
+    design's source (the values do not affect speed)."""
+
+    psi: torch.Tensor
+    x: torch.Tensor       # (1, 3, S, S)
+    y: torch.Tensor       # (1, 3, S, S)
+    points: torch.Tensor  # (1, 68, 2)
+
+
+def _person(model, frame: np.ndarray, points: np.ndarray) -> Person:
     size = model.config.image_size
     transform = crop_transform(points, size)
-    x = image_to_tensor(transform.warp_image(frame))[None, None]  # (1, 1, 3, S, S)
-    y = image_to_tensor(rasterize(transform.points_to_crop(points), size))[None, None]
+    in_crop = transform.points_to_crop(points).astype(np.float32)
+    x = image_to_tensor(transform.warp_image(frame))[None]  # (1, 3, S, S)
+    y = image_to_tensor(rasterize(in_crop, size))[None]
     with torch.inference_mode():
-        return model.generator.project(model.embed(x, y))  # (1, P)
+        psi = model.generator.project(model.embed(x[None], y[None]))  # (1, P)
+    return Person(psi, x, y, torch.from_numpy(in_crop)[None])
 
 
-def _render(model, psi: torch.Tensor, points_in_crop: np.ndarray, batch: int) -> np.ndarray:
+def _render(model, person: Person, points_in_crop: np.ndarray, batch: int) -> np.ndarray:
+    """Rasterise y(t) + G (for the warp design: closed-form warp, networks, compose at the
+    output size) + conversion to uint8."""
     size = model.config.image_size
     out = []
     with torch.inference_mode():
         for start in range(0, len(points_in_crop), batch):
             chunk = points_in_crop[start:start + batch]
             y = image_to_tensor(np.stack([rasterize(p, size) for p in chunk]))  # (B, 3, S, S)
-            out.append(tensor_to_image(model.generator(y, psi.expand(len(chunk), -1))))
+            sources = Sources.shared(person.x, person.y, person.points, len(chunk))
+            out.append(tensor_to_image(model.generator(
+                y, person.psi.expand(len(chunk), -1),
+                torch.from_numpy(np.asarray(chunk, np.float32)), sources)))
     return np.concatenate(out)
 
 
@@ -62,16 +81,16 @@ def _best_seconds(run, repeats: int) -> float:
     return min(times)
 
 
-def fps_without_detection(model, psi, points_in_crop, batches, repeats: int) -> dict[int, float]:
+def fps_without_detection(model, person, points_in_crop, batches, repeats: int) -> dict[int, float]:
     result = {}
     for batch in batches:
-        _render(model, psi, points_in_crop[:batch], batch)  # warm-up at this shape
-        seconds = _best_seconds(lambda: _render(model, psi, points_in_crop, batch), repeats)
+        _render(model, person, points_in_crop[:batch], batch)  # warm-up at this shape
+        seconds = _best_seconds(lambda: _render(model, person, points_in_crop, batch), repeats)
         result[batch] = len(points_in_crop) / seconds
     return result
 
 
-def fps_with_detection(model, psi, frames, detector, batch: int, repeats: int) -> float:
+def fps_with_detection(model, person, frames, detector, batch: int, repeats: int) -> float:
     size = model.config.image_size
 
     def run() -> None:
@@ -81,14 +100,14 @@ def fps_with_detection(model, psi, frames, detector, batch: int, repeats: int) -
             if detection.found:
                 transform = crop_transform(detection.points, size)
                 crops.append(transform.points_to_crop(detection.points))
-        _render(model, psi, np.stack(crops), batch)
+        _render(model, person, np.stack(crops), batch)
 
     return len(frames) / _best_seconds(run, repeats)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="cpu", help="ModelConfig preset (random weights)")
+    parser.add_argument("--config", default="warp", help="ModelConfig preset (random weights)")
     parser.add_argument("--checkpoint", default=None, help="trained weights instead")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--frames", type=int, default=64, help="frames per timing")
@@ -107,12 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     detector = get_detector("dlib")
     points = [detector.detect(f).points for f in frames]
     found = [i for i, p in enumerate(points) if p is not None]
-    psi = _psi_hat(model, frames[found[0]], points[found[0]])
+    person = _person(model, frames[found[0]], points[found[0]])
     in_crop = np.stack([crop_transform(points[i], size).points_to_crop(points[i]) for i in found])
-    plain = fps_without_detection(model, psi, in_crop, sorted(set([1, *args.batches])),
+    plain = fps_without_detection(model, person, in_crop, sorted(set([1, *args.batches])),
                                   args.repeats)
     best_batch = max(plain, key=plain.get)
-    detected = {b: fps_with_detection(model, psi, frames, detector, b, args.repeats)
+    detected = {b: fps_with_detection(model, person, frames, detector, b, args.repeats)
                 for b in sorted({1, best_batch})}
     write_result(args.out, {
         "benchmark": "render", "config": model.config.name, "image_size": size,

@@ -1,10 +1,13 @@
 """The model card's picture: dev identities (never trained on) driven by another dev clip.
 
-    PYTHONPATH=. python scripts/dev_samples.py --checkpoint checkpoints/cpu \
-        --out checkpoints/cpu/dev_samples.png [--steps 100] [--videos DIR]
+    PYTHONPATH=. python scripts/dev_samples.py --checkpoint checkpoints/warp \
+        --compare checkpoints/cpu --out checkpoints/warp/dev_samples.png [--steps 100] \
+        [--videos DIR]
 
-Top row: the driving clip's face crops at the chosen frames. Then one row per source clip:
-its first frame (the only photo the model sees) | FF at each frame | FT at each frame.
+Top row: the driving clip's face crops at the chosen frames. Then one row per source clip and
+checkpoint: its first frame (the only photo the model sees) | FF at each frame | FT at each
+frame. ``--compare`` adds the rows of another checkpoint (labelled with its folder name;
+tiles are resized to the first checkpoint's size).
 Relative motion, crop only, like the app's "face crop" output. FF/FT seconds are printed.
 With ``--videos DIR``, also DIR/<source>.mp4 per source: the whole driving clip (at most
 ``--seconds``) as driver crop | FF | FT side by side, with the driver's audio, to watch the
@@ -40,7 +43,8 @@ DATA = PROJECT.parent / "shared" / "data"
 
 def _parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=str(PROJECT / "checkpoints" / "cpu"))
+    parser.add_argument("--checkpoint", default=str(PROJECT / "checkpoints" / "warp"))
+    parser.add_argument("--compare", help="another checkpoint whose rows are added below")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--data", type=Path, default=DATA, help="folder with manifest.csv")
     parser.add_argument("--sources", nargs="+",
@@ -75,20 +79,57 @@ def _side_by_side(path: Path, driving_path: Path, driving, avatars: dict, detect
             tiles = [transform.warp_image(image) if transform else
                      np.zeros((size, size, 3), np.uint8)]
             for mode, avatar in avatars.items():
-                y = image_to_tensor(rasterize(targets[mode][index], size)[None])
+                points = targets[mode][index][None]
+                y = image_to_tensor(rasterize(points[0], size)[None])
                 with torch.inference_mode():
-                    tiles.append(tensor_to_image(avatar.render(y))[0])
+                    tiles.append(tensor_to_image(avatar.render(y, points))[0])
             writer.write(np.concatenate(tiles, axis=1))
+
+
+def _rows(checkpoint: str, args, driving, frames, detector, size: int) -> list[list]:
+    """One row per source: photo | FF tiles | FT tiles, every tile ``size`` px."""
+    model = TalkingHeadModel.from_pretrained(checkpoint).eval()
+    disc = load_discriminator(checkpoint, model.config)
+    own = model.config.image_size
+    rows = []
+    for source in args.sources:
+        photo = _first_frame(args.data / source)
+        row, avatars = None, {}
+        for mode in ("ff", "ft"):
+            torch.manual_seed(0)
+            start = time.perf_counter()
+            avatar = Avatar.from_images([photo], model, mode=mode, steps=args.steps,
+                                        detector=detector, discriminator=disc)
+            seconds = time.perf_counter() - start
+            points = driving_landmarks(avatar, driving, relative=True)[frames]
+            y = image_to_tensor(np.stack([rasterize(p, own) for p in points]))
+            crops = [_fit(c, size) for c in tensor_to_image(avatar.render(y, points))]
+            print(f"{Path(checkpoint).name} {source} {mode}: adapted in {seconds:.1f} s",
+                  flush=True)
+            if row is None:
+                row = [_fit(avatar.sources.crops[0], size)]
+            row += crops
+            avatars[mode] = avatar
+        rows.append(row)
+        if args.videos and checkpoint == args.checkpoint:
+            path = args.videos / f"{Path(source).stem}.mp4"
+            _side_by_side(path, args.data / args.driving, driving, avatars, detector,
+                          args.seconds)
+            print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    return rows
+
+
+def _fit(tile: np.ndarray, size: int) -> np.ndarray:
+    if tile.shape[0] == size:
+        return tile
+    return np.asarray(Image.fromarray(tile).resize((size, size), Image.BICUBIC))
 
 
 def main(argv=None) -> int:
     args = _parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = TalkingHeadModel.from_pretrained(args.checkpoint).eval()
-    disc = load_discriminator(args.checkpoint, model.config)
-    size = model.config.image_size
+    size = TalkingHeadModel.from_pretrained(args.checkpoint).config.image_size
     detector = get_detector("dlib")
     driving = driving_from_video(args.data / args.driving, detector, max_seconds=60.0)
     frames = [f for f in args.frames if f < len(driving.points)]
@@ -101,28 +142,11 @@ def main(argv=None) -> int:
         transform = crop_transform(found.points, size)
         top.append(transform.warp_image(image))
     rows = [[np.zeros((size, size, 3), np.uint8)] + top + top]
-    for source in args.sources:
-        photo = _first_frame(args.data / source)
-        row, avatars = None, {}
-        for mode in ("ff", "ft"):
-            start = time.perf_counter()
-            avatar = Avatar.from_images([photo], model, mode=mode, steps=args.steps,
-                                        detector=detector, discriminator=disc)
-            seconds = time.perf_counter() - start
-            points = driving_landmarks(avatar, driving, relative=True)[frames]
-            y = image_to_tensor(np.stack([rasterize(p, size) for p in points]))
-            crops = tensor_to_image(avatar.render(y))
-            print(f"{source} {mode}: adapted in {seconds:.1f} s", flush=True)
-            if row is None:
-                row = [avatar.sources.crops[0]]
-            row += list(crops)
-            avatars[mode] = avatar
-        rows.append(row)
-        if args.videos:
-            path = args.videos / f"{Path(source).stem}.mp4"
-            _side_by_side(path, args.data / args.driving, driving, avatars, detector,
-                          args.seconds)
-            print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    labels = []
+    for checkpoint in [args.checkpoint] + ([args.compare] if args.compare else []):
+        new_rows = _rows(checkpoint, args, driving, frames, detector, size)
+        labels += [Path(checkpoint).name] * len(new_rows)
+        rows += new_rows
     grid = np.concatenate([np.concatenate(r, axis=1) for r in rows], axis=0)
     picture = Image.fromarray(grid)
     draw = ImageDraw.Draw(picture)
@@ -130,7 +154,8 @@ def main(argv=None) -> int:
     for text, column in (("driver", 1), ("FF", 1), (f"FT {args.steps}", 1 + n)):
         y0 = 2 if text == "driver" else size + 2
         draw.text((column * size + 3, y0), text, fill=(255, 255, 0))
-    draw.text((3, size + 2), "source", fill=(255, 255, 0))
+    for row, label in enumerate(labels, start=1):
+        draw.text((3, row * size + 2), f"source ({label})", fill=(255, 255, 0))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     picture.save(args.out, optimize=True)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")

@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from talking_heads.data.dataset import EpisodeDataset  # noqa: E402
-from talking_heads.models import TalkingHeadModel  # noqa: E402
+from talking_heads.models import Sources, TalkingHeadModel  # noqa: E402
 
 
 def clip_frames(dataset: EpisodeDataset, video_index: int, count: int):
@@ -37,7 +37,8 @@ def clip_frames(dataset: EpisodeDataset, video_index: int, count: int):
     clip = dataset.clip(video_index)
     pairs = [dataset.sample(clip, int(index), None)
              for index in np.linspace(0, len(clip.frames) - 1, count).astype(int)]
-    return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    return (torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs]),
+            torch.stack([p[2] for p in pairs]))
 
 
 def off_diagonal_mean(matrix: torch.Tensor) -> float:
@@ -48,16 +49,19 @@ def off_diagonal_mean(matrix: torch.Tensor) -> float:
 def diagnose(model: TalkingHeadModel, dataset: EpisodeDataset, clips: int, count: int) -> dict:
     clip_ids = dataset.clip_ids[:clips]
     data = [clip_frames(dataset, index, count) for index in range(len(clip_ids))]
-    embeddings = torch.stack([model.embedder(x, y) for x, y in data])  # (C, F, N)
+    embeddings = torch.stack([model.embedder(x, y) for x, y, _ in data])  # (C, F, N)
     unit = torch.nn.functional.normalize(embeddings.flatten(0, 1), dim=-1)
     cosine = unit @ unit.T
     label = torch.arange(len(clip_ids)).repeat_interleave(count)
     same = (label[:, None] == label[None]) & ~torch.eye(len(label), dtype=torch.bool)
     means = embeddings.mean(dim=1)  # (C, N)
-    target = data[0][1][:1]  # one landmark image, rendered with every clip's psi-hat
-    renders = torch.cat([model.generator(target, model.generator.project(e[None]))
+    # One landmark image, rendered with every clip's psi-hat (the warp design samples the
+    # first clip's first frame for all of them, so only psi-hat differs).
+    x0, target, points = data[0][0][:1], data[0][1][:1], data[0][2][:1]
+    sources = Sources(x0[:, None], target[:, None], points[:, None])
+    renders = torch.cat([model.generator(target, model.generator.project(e[None]), points, sources)
                          for e in means])
-    real = torch.stack([x[0] for x, _ in data])
+    real = torch.stack([x[0] for x, _, _ in data])
     return {
         "clips": clip_ids,
         "frames_per_clip": count,

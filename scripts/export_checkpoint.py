@@ -45,11 +45,10 @@ def output_change(source: Path, target: Path) -> float:
     generator = torch.Generator().manual_seed(0)
     frames = torch.rand(1, 2, 3, size, size, generator=generator) * 2 - 1
     landmarks = torch.rand(1, 2, 3, size, size, generator=generator) * 2 - 1
+    points = size * (0.3 + 0.4 * torch.rand(1, 2, 68, 2, generator=generator))  # (1, K, 68, 2)
     with torch.no_grad():
-        outputs = []
-        for model in (reference, exported):
-            e = model.embed(frames, landmarks)
-            outputs.append(model.generator(landmarks[:, 0], model.generator.project(e)))
+        outputs = [model.reenact(frames, landmarks, points, landmarks[:, 0], points[:, 1])[1]
+                   for model in (reference, exported)]
     return float((outputs[0] - outputs[1]).abs().max())
 
 

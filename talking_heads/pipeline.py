@@ -183,9 +183,9 @@ class Animator:
         if len(photos) < 2:
             return []
         if self._identity is None:
-            from talking_heads.evaluation.identity import FaceIdentity
+            from talking_heads.evaluation.identity import shared_identity
 
-            self._identity = FaceIdentity()
+            self._identity = shared_identity()  # one locked instance, whichever thread asks
         descriptors = [self._identity.descriptor(photo, detection.box)
                        for photo, detection in zip(photos, detections)]
         notes = []

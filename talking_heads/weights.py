@@ -10,10 +10,12 @@ Order of preference:
    (``verify_snapshot``); otherwise the Hub weights are not used and the notes say why.
 2. The bundled ``checkpoints/<name>/`` folders (``config.json`` + ``model.safetensors``,
    optional ``discriminator.safetensors``, ``training.json`` and ``README.md`` model card).
-   ``TALKING_HEADS_CHECKPOINT`` picks one by name; otherwise the one with the most training
-   steps recorded in ``training.json`` (then the newest) wins, so dropping trained weights into
-   ``checkpoints/`` needs no code change.
-3. Nothing found: a randomly initialised ``cpu`` model (seed 0), labelled UNTRAINED everywhere.
+   ``TALKING_HEADS_CHECKPOINT`` picks one by name; otherwise the folder named in
+   ``checkpoints/DEFAULT`` (one line, the project's chosen default), and failing that the one
+   with the most training steps recorded in ``training.json`` (then the newest), so dropping
+   trained weights into ``checkpoints/`` needs no code change.
+3. Nothing found: a randomly initialised ``warp`` model (seed 0), labelled UNTRAINED everywhere
+   (an untrained warp model still renders the closed-form warp of the photo).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ ENV_CHECKPOINT = "TALKING_HEADS_CHECKPOINT"
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 HUB_FILES = ["config.json", "model.safetensors", "discriminator.safetensors", "training.json",
              "README.md"]
-UNTRAINED_CONFIG = "cpu"  # architecture of the random stand-in model
+UNTRAINED_CONFIG = "warp"  # architecture of the random stand-in model
 COMMIT_HASH = re.compile(r"[0-9a-f]{40}")
 
 
@@ -86,12 +88,18 @@ def _is_weights_dir(directory: Path) -> bool:
     return (directory / "config.json").is_file() and (directory / "model.safetensors").is_file()
 
 
+DEFAULT_NAME = "DEFAULT"
+
+
 def bundled_candidates(root: Path = BUNDLED_DIR) -> list[Path]:
-    """Weight folders under ``root``, best first (most training steps, then newest)."""
+    """Weight folders under ``root``, best first: the one ``root/DEFAULT`` names, then most
+    training steps, then newest."""
     if not root.is_dir():
         return []
     folders = [d for d in sorted(root.iterdir()) if d.is_dir() and _is_weights_dir(d)]
-    return sorted(folders, key=lambda d: (_training_steps(d) or 0,
+    marker = root / DEFAULT_NAME
+    default = marker.read_text().strip() if marker.is_file() else ""
+    return sorted(folders, key=lambda d: (d.name == default, _training_steps(d) or 0,
                                           (d / "model.safetensors").stat().st_mtime),
                   reverse=True)
 
