@@ -161,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model, discriminator = _load_model(args)
-    ft_config = FinetuneConfig() if args.ft_batch is None else \
-        dataclasses.replace(FinetuneConfig(), batch_size=args.ft_batch)
+    app_config = FinetuneConfig.for_model(model.config)  # what the app runs for this design
+    ft_config = app_config if args.ft_batch is None else \
+        dataclasses.replace(app_config, batch_size=args.ft_batch)
     reenactor = ModelReenactor(model, discriminator, ft_steps=args.ft_steps, ft_config=ft_config,
                                device=device)
     scorer = Scorer(get_detector(args.detector), feature_net=_feature_net(args, device))
