@@ -10,7 +10,11 @@ e_new = mean_t E(x(t), y(t)) and then either
 
 ``avatar.render(y)`` generates crops for driving landmark images. The source photos, their crop
 transforms and their landmarks are kept for paste-back and relative motion. ``save`` /
-``load`` use safetensors + JSON only, so an adapted person is reused without fine-tuning again.
+``load`` (a folder) and ``save_file`` / ``load_file`` (one downloadable safetensors file,
+``avatar_file``) use safetensors + JSON only, so an adapted person is reused without adapting
+again. Every avatar records the digest of the weights it was made with
+(``weights.weights_digest``); loading it with other weights is refused, since psi-hat = P e
+of other E and P would render garbage.
 """
 
 from __future__ import annotations
@@ -31,11 +35,12 @@ from talking_heads.images import bgr_to_rgb, image_to_tensor, rgb_to_bgr, to_rgb
 from talking_heads.landmarks.align import CropTransform, crop_transform
 from talking_heads.landmarks.rasterize import rasterize
 from talking_heads.models import Generator, ProjectionDiscriminator, Sources, TalkingHeadModel
+from talking_heads.weights import weights_digest as digest_of
 
 Progress = Callable[[float, str], None]
 AVATAR_CONFIG = "avatar.json"
 AVATAR_WEIGHTS = "avatar.safetensors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: records the weights digest
 
 
 class NoFaceError(ValueError):
@@ -90,8 +95,10 @@ class Avatar:
     """A person adapted to a model: render(y) -> x-hat. Build with ``from_images``."""
 
     def __init__(self, config: ModelConfig, mode: str, generator: Generator, psi: torch.Tensor,
-                 embedding: torch.Tensor, sources: SourceFaces, info: dict | None = None) -> None:
+                 embedding: torch.Tensor, sources: SourceFaces, info: dict | None = None,
+                 weights_digest: str | None = None) -> None:
         self.config, self.mode = config, mode
+        self.weights_digest = weights_digest  # of the model's weights it was made with
         self.generator = generator.eval()  # FF: the shared G; FT: this person's copy
         self.psi = psi.detach().reshape(1, -1)  # psi-hat (FF) or psi' (FT), (1, P)
         self.embedding = embedding.detach().reshape(1, -1)  # e_new, (1, N)
@@ -102,12 +109,14 @@ class Avatar:
     def from_images(cls, images: list[np.ndarray], model: TalkingHeadModel, mode: str = "ff",
                     steps: int = 100, detector=None, progress: Progress | None = None,
                     early_stop=None, discriminator: ProjectionDiscriminator | None = None,
-                    config=None) -> "Avatar":
+                    config=None, weights_digest: str | None = None) -> "Avatar":
         """Adapt ``model`` to the person in ``images`` (RGB uint8 photos).
 
         mode "ff": psi-hat = P e_new. mode "ft": ``steps`` fine-tuning updates (early_stop is a
         callable (step, losses) -> bool, e.g. ``training.finetune.PlateauStop()``); without a
-        ``discriminator`` FT uses the content loss only. ``progress(fraction, message)``."""
+        ``discriminator`` FT uses the content loss only. ``progress(fraction, message)``.
+        ``weights_digest``: the model's ``weights.weights_digest`` when the caller has it
+        (computed otherwise)."""
         if mode not in ("ff", "ft"):
             raise ValueError(f"mode must be 'ff' or 'ft', got {mode!r}")
         report = progress or (lambda fraction, message: None)
@@ -117,6 +126,7 @@ class Avatar:
             detector = get_detector("dlib")
         report(0.0, f"detecting faces in {len(images)} photo(s)")
         sources = prepare_sources(images, model.config.image_size, detector)
+        digest = weights_digest or digest_of(model)
         device = next(model.parameters()).device
         x, y = (t.to(device) for t in sources.tensors())
         with torch.no_grad():
@@ -126,7 +136,7 @@ class Avatar:
             if mode == "ff":
                 report(1.0, "feed-forward avatar ready")
                 return cls(model.config, "ff", model.generator, model.generator.project(e_new),
-                           e_new, sources, {"photos": len(images)})
+                           e_new, sources, {"photos": len(images)}, digest)
         from talking_heads.training.config import FinetuneConfig
         from talking_heads.training.finetune import run_finetune
 
@@ -142,7 +152,7 @@ class Avatar:
                 "final_content_loss": result.losses[-1].content if result.losses else None}
         report(1.0, f"fine-tuned avatar ready after {result.steps} steps")
         return cls(model.config, "ft", result.generator.generator, result.generator.psi,
-                   e_new, sources, info)
+                   e_new, sources, info, digest)
 
     @torch.no_grad()
     def render(self, landmark_images: torch.Tensor,
@@ -188,22 +198,45 @@ class Avatar:
             if not cv2.imwrite(str(directory / f"photo_{i:02d}.png"), rgb_to_bgr(photo)):
                 raise OSError(f"could not write photo {i} into {directory}")
         config = {"format_version": FORMAT_VERSION, "mode": self.mode,
-                  "model": self.config.to_dict(), "info": self.info,
+                  "model": self.config.to_dict(), "weights_digest": self.weights_digest,
+                  "info": self.info,
                   "photos": [f"photo_{i:02d}.png" for i in range(len(self.sources.photos))],
                   "transforms": [{"matrix": t.matrix.tolist(), "size": t.size}
                                  for t in self.sources.transforms]}
         (directory / AVATAR_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         return directory
 
+    def save_file(self, path: str | Path) -> Path:
+        """One safetensors file with the JSON in its header metadata (``avatar_file``)."""
+        from talking_heads import avatar_file
+
+        return avatar_file.write(self, path)
+
     @classmethod
-    def load(cls, directory: str | Path, model: TalkingHeadModel) -> "Avatar":
-        """Read an Avatar saved by ``save`` for the same model config (no unpickling)."""
+    def load_file(cls, path: str | Path, model: TalkingHeadModel,
+                  weights_digest: str | None = None, max_bytes: int = 64 << 20) -> "Avatar":
+        """Read and validate a file written by ``save_file``; ``AvatarFileError`` (a
+        ValueError) names the problem: not safetensors, too large, wrong tensors, another
+        model config or other weights."""
+        from talking_heads import avatar_file
+
+        return avatar_file.read(path, model, weights_digest or digest_of(model), max_bytes)
+
+    @classmethod
+    def load(cls, directory: str | Path, model: TalkingHeadModel,
+             weights_digest: str | None = None) -> "Avatar":
+        """Read an Avatar saved by ``save`` for the same model config and the same weights
+        (no unpickling)."""
         directory = Path(directory)
         config = json.loads((directory / AVATAR_CONFIG).read_text())
         if config.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"unsupported avatar format_version {config.get('format_version')!r}")
         if ModelConfig.from_dict(config["model"]) != model.config:
             raise ValueError("this avatar was made for a different model config")
+        digest = weights_digest or digest_of(model)
+        if config.get("weights_digest") != digest:
+            raise ValueError("this avatar was made with other weights of this model config "
+                             "(weights digest differs): adapt the photos again")
         tensors = load_file(str(directory / AVATAR_WEIGHTS))
         device = next(model.parameters()).device
         generator = model.generator
@@ -222,4 +255,4 @@ class Avatar:
                       for t in config["transforms"]]
         sources = _sources(photos, transforms, tensors["points"].numpy())
         return cls(model.config, config["mode"], generator, tensors["psi"].to(device),
-                   tensors["embedding"].to(device), sources, config.get("info"))
+                   tensors["embedding"].to(device), sources, config.get("info"), digest)

@@ -35,6 +35,7 @@ class Driving:
     audio: video.AudioTrack | None
     description: str
     notes: tuple[str, ...] = ()
+    clip: Path | None = None   # the driving video, when the motion came from one
 
 
 def driving_from_preset(name: str, max_seconds: float | None = None) -> Driving:
@@ -123,7 +124,7 @@ def driving_from_video(path: str | Path, detector, max_seconds: float = DEFAULT_
     if audio is None:
         notes.append("the driving video has no audio: the result is silent")
     return Driving(presets.normalise_points(in_crop, 256), fps, audio,
-                   f"uploaded clip ({len(found)} frames)", tuple(notes))
+                   f"uploaded clip ({len(found)} frames)", tuple(notes), Path(path))
 
 
 def driving_landmarks(avatar: Avatar, driving: Driving, relative: bool) -> np.ndarray:

@@ -210,6 +210,19 @@ def load_model(source: WeightsSource, device: torch.device | str = "cpu") -> Tal
     return model.to(device).eval()
 
 
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 over the model's state dict (names, dtypes, shapes and bytes, in name order):
+    the weights an avatar was made with, so that other weights of the same config are
+    refused rather than rendering garbage. Independent of the device and of file layout."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)};".encode())
+        digest.update(value.view(-1).view(torch.uint8).numpy().tobytes() if value.numel()
+                      else b"")
+    return digest.hexdigest()
+
+
 def load_discriminator(source: WeightsSource, config: ModelConfig):
     """The shipped discriminator beside the weights (for FT), or None."""
     if source.directory is None:

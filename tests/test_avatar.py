@@ -131,3 +131,113 @@ def test_finetune_cli_writes_a_reusable_avatar(model, photos_dir, tmp_path):
     avatar = Avatar.load(tmp_path / "avatar", model)
     assert avatar.mode == "ft" and avatar.info["steps"] == 2
     assert avatar.info["content_only"] is False  # discriminator.safetensors was found and used
+
+
+# -- the downloadable avatar file (one safetensors file, JSON in its metadata) --------------
+
+def _retrained(model: TalkingHeadModel) -> TalkingHeadModel:
+    """The same config with other weights (as after more training)."""
+    other = TalkingHeadModel(model.config).eval()
+    other.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for parameter in other.generator.projection.parameters():  # P
+            parameter.add_(0.01)
+    return other
+
+
+def test_avatar_file_round_trip_ff_and_ft(model, photos, tmp_path, monkeypatch):
+    """One file holds the whole person; loading it unpickles nothing and renders the same."""
+    import pickle
+
+    from safetensors import safe_open
+
+    ff = Avatar.from_images(photos, model, mode="ff")
+    torch.manual_seed(0)
+    ft = Avatar.from_images(photos[:1], model, mode="ft", steps=2, config=FAST_FT)
+    for avatar in (ff, ft):
+        path = avatar.save_file(tmp_path / f"{avatar.mode}.avatar.safetensors")
+        with safe_open(str(path), framework="pt") as stream:
+            assert "talking_heads.avatar" in stream.metadata()
+
+        def refuse(*args, **kwargs):
+            raise AssertionError("an avatar file must never be unpickled")
+
+        with monkeypatch.context() as patch:
+            for module, name in ((pickle, "load"), (pickle, "loads"), (torch, "load")):
+                patch.setattr(module, name, refuse)
+            loaded = Avatar.load_file(path, model)
+        assert loaded.mode == avatar.mode and loaded.info == avatar.info
+        assert loaded.weights_digest == avatar.weights_digest
+        y = image_to_tensor(avatar.sources.landmark_images)
+        torch.testing.assert_close(loaded.render(y), avatar.render(y))
+        np.testing.assert_array_equal(loaded.sources.photos[0], avatar.sources.photos[0])
+
+
+@pytest.fixture(scope="module")
+def ff_file(model, photos, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("avatar_file")
+    return Avatar.from_images(photos[:1], model, mode="ff").save_file(
+        folder / "ff.avatar.safetensors")
+
+
+def _rewrite(source: Path, target: Path, change) -> Path:
+    """A copy of an avatar file with its tensors / metadata changed by ``change``."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(source), framework="pt") as stream:
+        tensors = {k: stream.get_tensor(k) for k in stream.keys()}
+        metadata = dict(stream.metadata())
+    change(tensors, metadata)
+    save_file(tensors, str(target), metadata=metadata)
+    return target
+
+
+def test_avatar_file_problems_are_named(model, ff_file, tmp_path):
+    import json
+
+    from talking_heads.avatar_file import AvatarFileError
+
+    text = tmp_path / "notes.avatar.safetensors"
+    text.write_text("hello, not an avatar")
+    cases = [(text, "not in safetensors format")]
+    pickled = tmp_path / "pickled.avatar.safetensors"
+    torch.save({"psi": torch.zeros(3)}, pickled)  # a torch pickle: refused, never unpickled
+    cases.append((pickled, "not in safetensors format"))
+    cases.append((_rewrite(ff_file, tmp_path / "plain.safetensors",
+                           lambda t, m: m.clear()), "not a talking-heads avatar"))
+    cases.append((_rewrite(ff_file, tmp_path / "names.safetensors",
+                           lambda t, m: t.update(extra=t.pop("psi"))),
+                  r"wrong tensors \(missing psi; unexpected extra\)"))
+    cases.append((_rewrite(ff_file, tmp_path / "shape.safetensors",
+                           lambda t, m: t.update(psi=t["psi"][:, :-1].contiguous())),
+                  r"tensor psi .* expected F32 \(1, "))
+    cases.append((_rewrite(ff_file, tmp_path / "nan.safetensors",
+                           lambda t, m: t["embedding"].fill_(float("nan"))), "NaN"))
+
+    def other_config(tensors, metadata):
+        meta = json.loads(metadata["talking_heads.avatar"])
+        meta["model"] = ModelConfig.cpu().to_dict()
+        metadata["talking_heads.avatar"] = json.dumps(meta)
+
+    cases.append((_rewrite(ff_file, tmp_path / "config.safetensors", other_config),
+                  "made for the model 'cpu'"))
+    for path, message in cases:
+        with pytest.raises(AvatarFileError, match=message):
+            Avatar.load_file(path, model)
+    with pytest.raises(AvatarFileError, match="at most 0 MB"):
+        Avatar.load_file(ff_file, model, max_bytes=1000)
+
+
+def test_avatar_made_with_other_weights_is_refused(model, photos, ff_file, tmp_path):
+    """An FF avatar's psi-hat came from the old E and P: other weights of the same config
+    would render garbage, so both the file and the folder format refuse them."""
+    from talking_heads.avatar_file import AvatarFileError
+
+    retrained = _retrained(model)
+    with pytest.raises(AvatarFileError, match="made with other weights"):
+        Avatar.load_file(ff_file, retrained)
+    Avatar.from_images(photos[:1], model, mode="ff").save(tmp_path / "folder")
+    with pytest.raises(ValueError, match="other weights"):
+        Avatar.load(tmp_path / "folder", retrained)
+    assert Avatar.load(tmp_path / "folder", model).mode == "ff"
