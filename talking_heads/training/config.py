@@ -119,10 +119,10 @@ class FinetuneConfig:
     @classmethod
     def for_model(cls, model: ModelConfig) -> "FinetuneConfig":
         """The defaults for a model design. Warp: L_CNT at the networks' size (the 256 px
-        detail is the photo's own) and two pairs per step, which keeps 100 steps on one photo
-        within 30 s on the 2-core CPU (benchmarks/bench_finetune.py)."""
+        detail is the photo's own) and one pair per step, to keep 100 steps on one photo near
+        30 s on the 2-core CPU (benchmarks/bench_finetune.py)."""
         if model.generator == "warp":
-            return cls(batch_size=2, content_size=model.net_size)
+            return cls(batch_size=1, content_size=model.net_size)
         return cls()
 
     def to_dict(self) -> dict:

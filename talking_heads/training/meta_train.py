@@ -339,6 +339,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, help="DataLoader workers per process")
     parser.add_argument("--threads", type=int, help="torch threads per process (0: auto)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--init-from", help="model folder whose E, G, D weights start a fresh "
+                        "run (W re-initialised from E); e.g. checkpoints/warp to continue the "
+                        "bundled model on a new machine")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -352,8 +355,9 @@ def main(argv: list[str]) -> int:
         cfg = TrainConfig.preset(args.config)
     overrides = {"max_steps": args.steps, "batch_size": args.batch_size, "k": args.k,
                  "d_steps": args.d_steps, "amp": args.amp, "num_workers": args.workers,
-                 "threads": args.threads}
+                 "threads": args.threads, "init_from": args.init_from}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     result = run(cfg, args.data, args.out, device=args.device, progress=not args.no_progress)
-    print(f"stopped at step {result.step}; best dev SSIM {result.best_metric}; run {args.out}")
+    print(f"stopped at step {result.step}; best selection SSIM (val, else dev) "
+          f"{result.best_metric}; run {args.out}")
     return 0
