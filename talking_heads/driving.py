@@ -21,6 +21,7 @@ from talking_heads.inputs import InputError, check_clip
 from talking_heads.landmarks import retarget
 from talking_heads.landmarks.align import crop_transform, smooth_transforms
 from talking_heads.limits import Limits
+from talking_heads.overlay import draw_face
 
 Progress = Callable[[float, str], None]
 DEFAULT_MAX_SECONDS = Limits().max_driving_seconds  # driving clips are cut to this by default
@@ -56,7 +57,8 @@ def _resample(times: np.ndarray, track: np.ndarray, fps: float, count: int) -> n
 
 
 def driving_from_video(path: str | Path, detector, max_seconds: float = DEFAULT_MAX_SECONDS,
-                       progress: Progress | None = None, limits: Limits | None = None) -> Driving:
+                       progress: Progress | None = None, limits: Limits | None = None,
+                       on_frame: Callable[[np.ndarray], None] | None = None) -> Driving:
     """Per-frame landmarks of a driving clip in smoothed crops, plus its audio.
 
     Timing comes from each frame's timestamp, so variable-frame-rate clips play at their real
@@ -64,6 +66,7 @@ def driving_from_video(path: str | Path, detector, max_seconds: float = DEFAULT_
     ``limits.max_driving_fps``). Frames without a face get landmarks interpolated from their
     neighbours (held at the ends); the notes say how many. The clip is cut to ``max_seconds``
     and ``limits.max_driving_frames``; ``InputError`` if it is not a readable video.
+    ``on_frame`` receives every tenth analysed frame with its landmarks drawn (progress).
     """
     limits = limits or Limits()
     report = progress or (lambda fraction, message: None)
@@ -85,6 +88,8 @@ def driving_from_video(path: str | Path, detector, max_seconds: float = DEFAULT_
             if index % 10 == 0:
                 report(min(0.99, frame.time / max_seconds),
                        f"driving clip: landmarks of frame {index + 1}")
+                if on_frame is not None:
+                    on_frame(draw_face(frame.image, detection.points, detection.box))
     except av.error.FFmpegError:  # a damaged tail: keep what was decoded before it
         if not times:
             raise InputError(f"the driving video ({Path(path).name}) cannot be decoded")

@@ -67,3 +67,13 @@ def write_video(avatar: Avatar, targets: np.ndarray, driving: Driving, out_path:
         tick = time.perf_counter()
     encode_time += time.perf_counter() - tick  # flushing the encoder and muxing the audio
     return render_time, encode_time
+
+
+def first_frame(avatar: Avatar, driving: Driving, options: AnimateOptions) -> np.ndarray:
+    """The output's first frame alone (an early look while a slower avatar is made)."""
+    from talking_heads.driving import driving_landmarks
+
+    targets = driving_landmarks(avatar, driving, options.relative_motion)[:1]  # (1, 68, 2)
+    one = Driving(driving.points[:1], driving.fps, None, driving.description,
+                  clip=driving.clip)
+    return next(iter_frames(avatar, targets, one, options))[1][0]

@@ -90,8 +90,73 @@ def test_every_public_event_has_an_api_name(served, client):
         if dependency.get("api_visibility", "public") == "public":
             assert dependency["api_name"], dependency
     api = client.view_api(return_format="dict", print_info=False)
-    assert set(api["named_endpoints"]) == {"/animate", "/detect"}
+    assert set(api["named_endpoints"]) == {"/adapt", "/animate", "/detect"}
     assert not api["unnamed_endpoints"]
+
+
+def test_a_second_motion_reuses_the_kept_avatar(served):
+    """Within one session the adapted person is kept: another preset renders without
+    detecting or adapting again, and the notes say so."""
+    from gradio_client import Client, handle_file
+
+    client = Client(served[1], verbose=False)  # a session of its own
+    args = ("ff", 100, True, "crop", False)
+    _, first = client.predict([handle_file(EXAMPLE)], "preset", "talking", None, *args,
+                              api_name="/animate")
+    assert "kept for this session" in first and "avatar reused" not in first
+    _, second = client.predict([handle_file(EXAMPLE)], "preset", "nodding", None, *args,
+                               api_name="/animate")
+    assert "avatar reused: instant (feed-forward) from 1 photo(s)" in second
+    assert "detect 0.0, adapt 0.0" in second
+    _, third = client.predict([handle_file(EXAMPLE)], "preset", "nodding", None, "ft", 2,
+                              True, "crop", False, api_name="/animate")
+    assert "avatar reused" not in third  # another mode is another avatar
+
+
+def test_adapt_returns_an_avatar_file_that_animate_accepts(served, tmp_path):
+    """/adapt -> one safetensors avatar file; /animate with only that file renders without
+    adapting; a file that is not an avatar gets a message naming the problem."""
+    from gradio_client import Client, handle_file
+
+    from talking_heads.avatar import Avatar
+
+    demo, url = served
+    path, notes = Client(url, verbose=False).predict(
+        [handle_file(EXAMPLE)], "ft", 2, api_name="/adapt")
+    assert path.endswith(".avatar.safetensors") and "adapted in" in notes
+    avatar = Avatar.load_file(path, demo.animator.model)
+    assert avatar.mode == "ft" and avatar.info["steps"] == 2
+    fresh = Client(url, verbose=False)  # another session: nothing kept
+    video_path, notes = fresh.predict(None, "preset", "talking", None, "ff", 100, True, "crop",
+                                      False, "result", handle_file(path), api_name="/animate")
+    assert video.probe(video_path).num_frames == 12
+    assert "loaded: fine-tuned (2 steps) on 1 photo(s) (no adaptation)" in notes
+    assert "adapt 0.0" in notes
+    bogus = tmp_path / "me.avatar.safetensors"
+    bogus.write_bytes(b"\x00" * 64)
+    with pytest.raises(Exception, match="not in safetensors format"):
+        fresh.predict(None, "preset", "talking", None, "ff", 100, True, "crop", False,
+                      "result", handle_file(str(bogus)), api_name="/animate")
+
+
+def test_side_by_side_puts_the_motion_left_of_the_result(client):
+    import numpy as np
+
+    video_path, _ = client.predict([handle_file_(EXAMPLE)], "preset", "talking", None, "ff",
+                                   100, True, "crop", False, "side_by_side",
+                                   api_name="/animate")
+    frames, _ = video.read_video(video_path, max_frames=1)
+    height, width = frames[0].shape[:2]
+    assert (width, height) == (512, 256)  # the landmark drawing, then the 256 px crop
+    left = frames[0][:, :256].astype(int)
+    # The drawing is coloured lines on black: mostly dark, with some bright pixels.
+    assert np.median(left) < 20 and (left.max(axis=-1) > 120).mean() > 0.005
+
+
+def handle_file_(path):
+    from gradio_client import handle_file
+
+    return handle_file(path)
 
 
 def test_examples_run(client):
@@ -114,8 +179,11 @@ def test_heavy_events_share_one_concurrency_budget(served):
 
     demo, _ = served
     groups = {fn.api_name: (fn.concurrency_id, fn.concurrency_limit)
-              for fn in demo.fns.values() if fn.api_name in ("detect", "animate")}
-    assert groups == {"detect": (app.HEAVY, "default"), "animate": (app.HEAVY, "default")}
+              for fn in demo.fns.values() if fn.api_name in ("detect", "adapt", "animate")}
+    assert groups == {name: (app.HEAVY, "default") for name in ("detect", "adapt", "animate")}
+    streams = [fn for fn in demo.fns.values() if fn.name == "live"]
+    assert len(streams) == 1 and streams[0].concurrency_id == app.HEAVY
+    assert streams[0].time_limit == app.LIVE_SECONDS
     queue = demo._queue
     assert queue.default_concurrency_limit == 1  # Limits().concurrency
 

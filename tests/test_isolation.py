@@ -50,7 +50,11 @@ def client(served):
 
 
 def _cached_files(demo) -> set[str]:
-    return {path for files in demo.temp_file_sets for path in files}
+    """Files of requests in Gradio's cache (not the app's own assets, e.g. the preset
+    previews, which Gradio keeps for the page's lifetime)."""
+    assets = set().union(*(getattr(block, "keep_in_cache", set())
+                           for block in demo.blocks.values()))
+    return {path for files in demo.temp_file_sets for path in files} - assets
 
 
 @pytest.mark.timeout(900)  # room for the background waits
@@ -61,14 +65,14 @@ def test_request_folders_are_removed_and_files_expire(served, client, monkeypatc
     seen = []
     from talking_heads.pipeline import Animator  # spy on where outputs are written
 
-    original = Animator.animate
+    original = Animator.drive
 
-    def spy(self, photos, driving, out_path, *args, **kwargs):
+    def spy(self, avatar, driving, out_path, *args, **kwargs):
         seen.append(Path(out_path))
         assert Path(out_path).parent.is_dir()
-        return original(self, photos, driving, out_path, *args, **kwargs)
+        return original(self, avatar, driving, out_path, *args, **kwargs)
 
-    monkeypatch.setattr(Animator, "animate", spy)
+    monkeypatch.setattr(Animator, "drive", spy)
     video_path, notes = client.predict([handle_file(EXAMPLE)], *ARGS, api_name="/animate")
     assert Path(video_path).is_file()
     assert len(seen) == 1 and seen[0].parent.parent == work
@@ -144,6 +148,10 @@ def test_callers_cannot_make_the_server_read_other_files(served, tmp_path):
     answer = _raw_call(url, "detect", [[forged]])
     assert "event: error" in answer and "data: null" not in answer.split("event: error")[0]
     answer = _raw_call(url, "animate", [[forged], *ARGS])
+    assert "event: error" in answer and ".mp4" not in answer
+    avatar = dict(forged, path=str(tmp_path / "secret.avatar.safetensors"))
+    Path(avatar["path"]).write_bytes(b"\0" * 64)
+    answer = _raw_call(url, "animate", [None, *ARGS, "result", avatar])
     assert "event: error" in answer and ".mp4" not in answer
     for path in (str(secret), str(PROJECT_ROOT / "app.py"), "/etc/hostname", "../app.py"):
         with pytest.raises(urllib.error.HTTPError) as error:

@@ -236,3 +236,75 @@ def test_footprint_paste_equals_full_paste_back(photo):
         expected = paste_back(photo_in, crop, transform)
         got = pipeline.paste_into_photo(photo_in, crop, transform)
         assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+
+
+PAINTINGS = ["mona_lisa.jpg", "girl_with_a_pearl_earring.jpg", "van_gogh_self_portrait.jpg"]
+
+
+def test_example_paintings_have_one_usable_face(animator):
+    """The Space's painted examples pass the same face checks as any upload."""
+    from talking_heads.faces import check_faces
+
+    photos = [pipeline.limit_side(pipeline.load_photo(PROJECT_ROOT / "examples" / name), 720)
+              for name in PAINTINGS]
+    detections, notes = check_faces(photos, animator.detector, animator.limits, PAINTINGS)
+    assert notes == [] and all(d.num_faces == 1 for d in detections)
+
+
+def test_a_painting_animates(animator, tmp_path):
+    """The Mona Lisa is found, adapted and rendered pasted back: six frames of the painting
+    whose face region is the model's, the rest as painted."""
+    painting = pipeline.load_photo(PROJECT_ROOT / "examples" / "mona_lisa.jpg")
+    result = animator.animate([painting], _short_preset("talking", frames=6), tmp_path / "m.mp4",
+                              pipeline.AnimateOptions(label=False))
+    frames, _ = video.read_video(result.path)
+    assert len(frames) == 6 and frames[0].shape[:2] == (720, 720)  # downscaled to 720
+    painted = pipeline.limit_side(painting, 720).astype(int)
+    box = animator.detector.detect(pipeline.limit_side(painting, 720)).box
+    x0, y0, x1, y1 = (int(v) for v in box)
+    side = x1 - x0
+    outside = np.ones(painted.shape[:2], bool)
+    outside[max(0, y0 - side):y1 + side, max(0, x0 - side):x1 + side] = False
+    change = np.abs(frames.astype(int) - painted[None]).mean(axis=(0, -1))  # (H, W)
+    assert change[outside].mean() < 3, "paste-back changed the painting away from the face"
+
+
+def test_a_missing_face_says_why(animator, tmp_path):
+    """A photo the detector cannot use gets a reason a visitor can act on."""
+    flat = np.full((400, 300, 3), 90, np.uint8)
+    with pytest.raises(NoFaceError, match="trained on photographs.*both eyes visible"):
+        animator.animate([flat], _short_preset(frames=2), tmp_path / "x.mp4", names=["p.png"])
+
+
+def test_a_kept_avatar_drives_again_without_detection(animator, photo, tmp_path, monkeypatch):
+    """adapt once, drive twice: the second motion detects nothing and adapts nothing."""
+    adapted = animator.adapt([photo], "ff")
+    calls = []
+    inner = animator.detector
+
+    class Counting:
+        name = inner.name
+
+        def detect(self, image, near=None):
+            calls.append(image.shape)
+            return inner.detect(image, near=near)
+
+    monkeypatch.setattr(animator, "detector", Counting())
+    first = animator.drive(adapted.avatar, _short_preset("talking", 3), tmp_path / "a.mp4")
+    second = animator.drive(adapted.avatar, _short_preset("nodding", 3), tmp_path / "b.mp4",
+                            notes=["avatar reused"])
+    assert calls == [] and first.frames == second.frames == 3
+    assert (second.timings.detect, second.timings.adapt) == (0.0, 0.0)
+    assert "avatar reused" in second.notes
+
+
+def test_side_by_side_shows_the_driving_clip(animator, photo, shared_data, tmp_path):
+    driving = pipeline.driving_from_video(shared_data / CLIP, animator.detector, max_seconds=0.4)
+    options = pipeline.AnimateOptions(paste_back=False, label=False, layout="side_by_side")
+    result = animator.animate([photo], driving, tmp_path / "sbs.mp4", options)
+    frames, _ = video.read_video(result.path)
+    clip = next(video.iter_frames(shared_data / CLIP, max_frames=1, max_side=640))
+    width = round(clip.shape[1] * 256 / clip.shape[0])
+    assert frames.shape[1:3] == (256, width + 256)
+    left = pipeline.side_by_side(clip, np.zeros((256, 256, 3), np.uint8))[:, :width]
+    assert np.abs(frames[0, :, :width].astype(int) - left.astype(int)).mean() < 8
