@@ -20,6 +20,8 @@ class Limits:
     max_photo_pixels: int = 80_000_000   # larger photos are refused before decoding (bombs);
     #                                      JPEGs decode at 1/2-1/8 scale, other formats in
     #                                      full (8000x8000 PNG: +258 MB peak, measured)
+    max_photo_decode_mb: int = 256       # formats decoded in full (PNG, WebP, ...): larger
+    #                                      are refused from the header (8000x8000 RGB: 244 MB)
     photo_decode_side: int = 1024        # photos are decoded/downscaled to this longer side
     #                                      (the output photo is at most 720 px anyway)
     min_face_px: int = 64                # smaller faces give too little to animate
