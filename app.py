@@ -33,7 +33,7 @@ from talking_heads.pipeline import (Animator, driving_from_preset,  # noqa: E402
 from talking_heads.previews import write_previews  # noqa: E402
 from talking_heads.rendering import first_frame  # noqa: E402
 from talking_heads.sessions import (KeptAvatar, LatestFrames, SessionFiles,  # noqa: E402, F401
-                                    describe, file_key, photos_key)
+                                    describe, file_key, photos_key, same_person)
 
 PROJECT = Path(__file__).resolve().parent
 EXAMPLES_DIR = PROJECT / "examples"
@@ -52,8 +52,8 @@ LIVE_EVERY_S = 0.07     # the browser sends a webcam frame this often (at most ~
 LIVE_SECONDS = 60       # one live session's time limit; press Record again to continue
 POLL_S = 0.5            # how often the page asks for the latest frame of a running render
 
-# Rows of inputs for gr.Examples (photos, driving, preset, video, mode, steps, relative,
-# framing, label); tests/test_app.py runs each through /animate.
+# Example rows (photos, driving, preset, video, mode, steps, relative, framing, label), shown
+# as a gallery whose click fills the inputs; tests/test_app.py runs each through /animate.
 EXAMPLES = [
     [[EXAMPLE_PHOTOS[0]], "preset", "talking", None, "ff", 100, True, "photo", True],
     [[EXAMPLE_PHOTOS[1]], "preset", "smiling", None, "ff", 100, True, "photo", True],
@@ -69,6 +69,17 @@ choose a motion and press **Animate**; the adapted person is kept, so other moti
 straight away, and the **Live** tab lets your webcam drive it. Every video is synthetic: it
 carries a visible label (unless you turn it off) and a metadata tag.
 """
+
+
+def _example_caption(row: list) -> str:
+    name = Path(row[0][0]).stem.replace("_", " ")
+    return f"{name}: {row[2]}" + (f", fine-tuned {row[5]} steps" if row[4] == "ft" else "")
+
+
+def _use_example(event: gr.SelectData):
+    """A click on an example fills the inputs with its row (the upload then shows the face)."""
+    photos, *rest = EXAMPLES[event.index]
+    return [photos, *rest]
 
 
 def _weights_banner(animator: Animator) -> str:
@@ -139,36 +150,37 @@ class Handlers:
 
     # -- the person ----------------------------------------------------------------------------
     def _person(self, files, avatar_file, mode: str, steps: int, kept: KeptAvatar | None,
-                report, session: str | None, on_ff=None) -> tuple[KeptAvatar, list[str]]:
+                report, session: str | None, on_ff=None):
         """The avatar to render: the kept one when nothing changed, else loaded from the
-        avatar file, else adapted from the photos. Returns it and notes for the user."""
+        avatar file, else adapted from the photos. Returns it, notes for the user and the
+        ``Adaptation`` when one was made now (else None)."""
+        reused = (f"avatar reused: {kept.description}, kept from an earlier request (no "
+                  "detection, no adaptation)") if kept is not None else ""
         if avatar_file:
             key = file_key(avatar_file)
             if kept is not None and kept.key == key:
-                return kept, [f"avatar reused: {kept.description}, kept from an earlier request "
-                              "(no detection, no adaptation)"]
+                return kept, [reused], None
             avatar = self.animator.load_avatar(avatar_file)
             name = Path(avatar_file).name
             return (KeptAvatar(key, avatar, f"{describe(avatar)}, from the avatar file {name}",
                                file=avatar_file),
-                    [f"avatar file {name} loaded: {describe(avatar)} (no adaptation)"])
+                    [f"avatar file {name} loaded: {describe(avatar)} (no adaptation)"], None)
         paths = _paths(files)
         if not paths:
             raise gr.Error("Upload 1-8 photos of one person, or an avatar file.")
         key = photos_key(paths, mode, steps)
         if kept is not None and kept.key == key:
-            return kept, [f"avatar reused: {kept.description}, kept from an earlier request "
-                          "(no detection, no adaptation)"]
+            return kept, [reused], None
         photos = _read_photos(files, self.limits)
         if on_ff is not None and mode == "ft":  # an instant look while fine-tuning runs
             on_ff(self.animator.adapt([p.image for p in photos], "ff").avatar)
         adapted = self.animator.adapt([p.image for p in photos], mode, steps, report,
                                       names=[p.name for p in photos])
-        notes = [n for p in photos for n in p.notes] + list(adapted.notes)
-        notes.append(f"adapted in {adapted.detect_s + adapted.adapt_s:.1f} s (detect "
-                     f"{adapted.detect_s:.1f}, adapt {adapted.adapt_s:.1f}); kept for this "
-                     "session")
-        return KeptAvatar(key, adapted.avatar, describe(adapted.avatar)), notes
+        notes = [n for p in photos for n in p.notes]
+        notes.append(f"avatar adapted ({describe(adapted.avatar)}) in "
+                     f"{adapted.detect_s + adapted.adapt_s:.1f} s and kept for this session: "
+                     "another motion will reuse it")
+        return KeptAvatar(key, adapted.avatar, describe(adapted.avatar)), notes, adapted
 
     def _avatar_file(self, kept: KeptAvatar, session: str | None) -> str:
         """The kept avatar as a downloadable file in Gradio's cache (written once)."""
@@ -195,8 +207,10 @@ class Handlers:
         self.session_files.hold(session, _paths(files))
         report = lambda fraction, message: progress(fraction, desc=message)  # noqa: E731
         with user_errors():
-            kept, notes = self._person(files, None, mode, int(steps), kept, report, session)
+            kept, notes, adapted = self._person(files, None, mode, int(steps), kept, report,
+                                                session)
             path = self._avatar_file(kept, session)
+        notes += list(adapted.notes) if adapted else []
         return path, "\n".join(f"- {note}" for note in notes), kept
 
     @spaces.GPU(duration=120)
@@ -228,13 +242,14 @@ class Handlers:
                     raise gr.Error(f"Unknown preset {preset!r}.")
                 driving = driving_from_preset(preset, self.max_seconds)
             split = start + (1 - start) * (0.5 if options.mode == "ft" else 0.1)
-            kept, notes = self._person(files, avatar_file, options.mode, options.steps, kept,
-                                       progress_span(report, start, split), session,
-                                       on_ff=lambda ff: show(first_frame(ff, driving, options)))
+            kept, notes, adapted = self._person(
+                files, avatar_file, options.mode, options.steps, kept,
+                progress_span(report, start, split), session,
+                on_ff=lambda ff: show(first_frame(ff, driving, options)))
             with request_folder() as folder:
                 result = self.animator.drive(kept.avatar, driving, folder / "talking-head.mp4",
                                              options, progress_span(report, split, 1.0),
-                                             notes=notes, on_frame=show)
+                                             notes=notes, on_frame=show, adapted=adapted)
                 # The copy Gradio serves (it hands out this very file rather than copying
                 # again), registered so it goes when the session ends.
                 served = save_file_to_cache(result.path, str(self.session_files.cache_dir))
@@ -262,8 +277,11 @@ class Handlers:
             if driver is None:
                 if kept is None and not avatar_file and not _paths(files):
                     raise gr.Error("First upload photos (or an avatar file) in the Video tab.")
-                kept, _ = self._person(files, avatar_file, "ff", 0, kept, None,
-                                       request.session_hash)
+                if not same_person(kept, _paths(files), avatar_file):
+                    # The Video tab's avatar (FF or FT) when it is this person, else an
+                    # instant one.
+                    kept, _, _ = self._person(files, avatar_file, "ff", 0, None, None,
+                                              request.session_hash)
                 driver = LiveDriver(kept.avatar, self.animator.detector)
             tick = time.perf_counter()
             out = driver.step(frame)
@@ -352,13 +370,14 @@ def build_demo(animator: Animator, max_seconds: float | None = None) -> gr.Block
                         notes = gr.Markdown(elem_id="notes")
                         avatar_out = gr.File(label="Avatar file (download to reuse: drive it "
                                              "again here, or from Python)", interactive=False,
-                                             elem_id="avatar-out")
+                                             height=90, elem_id="avatar-out")
                 inputs = [photos, driving_source, preset, driving_video, mode, steps, relative,
                           framing, label]
-                gr.Examples(examples=EXAMPLES, inputs=inputs, cache_examples=False,
-                            run_on_click=False, examples_per_page=5,
-                            label="Examples: public-domain paintings and photos (click one, "
-                                  "then Animate)")
+                examples = gr.Gallery([(row[0][0], _example_caption(row)) for row in EXAMPLES],
+                                      label="Examples: public-domain paintings and photos "
+                                      "(click one, then Animate)", columns=5, rows=1,
+                                      height=200, object_fit="cover", allow_preview=False,
+                                      elem_id="examples")
             with gr.Tab("Live", id="live", elem_id="tab-live"):
                 gr.Markdown(f"Your webcam drives the person from the **Video** tab (the kept "
                             f"avatar, or an instant one from the photos). The first frame with "
@@ -378,6 +397,8 @@ def build_demo(animator: Animator, max_seconds: float | None = None) -> gr.Block
         timer = gr.Timer(POLL_S, active=False)
 
         photos.change(handlers.detect, photos, faces, api_name="detect", concurrency_id=HEAVY)
+        examples.select(_use_example, None, inputs, api_visibility="private", queue=False,
+                        show_progress="hidden")
         preset.change(lambda name: str(previews.get(name, previews["talking"])), preset,
                       preview, api_visibility="private", queue=False, show_progress="hidden")
         driving_source.change(lambda source: (gr.update(visible=source != "video"),

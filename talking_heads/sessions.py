@@ -37,6 +37,15 @@ def photos_key(paths: list[str], mode: str, steps: int) -> str:
     return f"photos:{digests}:{mode}:{steps if mode == 'ft' else 0}"
 
 
+def same_person(kept: "KeptAvatar | None", paths: list[str], avatar_file: str | None) -> bool:
+    """Whether ``kept`` was made from these photos (in any mode) or this avatar file."""
+    if kept is None:
+        return False
+    if avatar_file:
+        return kept.key == file_key(avatar_file)
+    return bool(paths) and kept.key.startswith(photos_key(paths, "ff", 0).rsplit(":", 2)[0] + ":")
+
+
 def file_key(path: str) -> str:
     return f"file:{sha256(path) or path}"
 

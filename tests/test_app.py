@@ -123,7 +123,7 @@ def test_adapt_returns_an_avatar_file_that_animate_accepts(served, tmp_path):
     demo, url = served
     path, notes = Client(url, verbose=False).predict(
         [handle_file(EXAMPLE)], "ft", 2, api_name="/adapt")
-    assert path.endswith(".avatar.safetensors") and "adapted in" in notes
+    assert path.endswith(".avatar.safetensors") and "avatar adapted (fine-tuned" in notes
     avatar = Avatar.load_file(path, demo.animator.model)
     assert avatar.mode == "ft" and avatar.info["steps"] == 2
     fresh = Client(url, verbose=False)  # another session: nothing kept
