@@ -268,14 +268,14 @@ FRAMINGS = {"photo": "pasted into the photo", "crop": "the face crop only"}
 
 @dataclass(frozen=True)
 class RequestValues:
-    """The values of one ``/animate`` request, checked against the limits."""
+    """The values of one request, checked against the limits."""
 
-    photos: int           # how many photos
-    mode: str             # "ff" or "ft"
-    steps: int            # fine-tuning steps (0 in "ff": not used)
-    driving_source: str   # "preset" or "video"
-    preset: str | None    # the preset's name when driving_source is "preset"
-    framing: str          # "photo" or "crop"
+    photos: int                   # how many photos (0 when an avatar file is given)
+    mode: str                     # "ff" or "ft"
+    steps: int                    # fine-tuning steps (0 in "ff": not used)
+    driving_source: str | None    # "preset" or "video" (None for /adapt)
+    preset: str | None            # the preset's name when driving_source is "preset"
+    framing: str | None           # "photo" or "crop" (None for /adapt)
 
 
 def _choices(choices) -> str:
@@ -303,20 +303,29 @@ def _whole_number(field: str, value, low: int, high: int) -> int:
     return number
 
 
-def check_request(limits: Limits, *, photos: int, mode, steps, driving_source="preset",
-                  preset=None, has_driving_video: bool = False, framing="photo",
-                  preset_names: list[str] | None = None) -> RequestValues:
-    """Check the values an ``/animate`` caller sent (UI or raw API), before any work.
-
-    Every message names the field and the values it accepts, e.g. "steps must be a whole
-    number from 1 to 300 (got 900)"; ``InputError`` otherwise. ``preset_names`` defaults to
-    the shipped presets."""
-    if not 1 <= photos <= limits.max_photos:
+def check_adapt_request(limits: Limits, *, photos: int, mode, steps,
+                        has_avatar_file: bool = False) -> RequestValues:
+    """Check who is to be animated and how (``/adapt``; also the start of ``/animate``):
+    1..``max_photos`` photos (or none with an avatar file), the mode and, for FT, the steps.
+    ``InputError`` names the field and the values it accepts, e.g. "steps (fine-tuning
+    steps) must be a whole number from 1 to 300 (got 900)"."""
+    if not (photos == 0 and has_avatar_file) and not 1 <= photos <= limits.max_photos:
         raise InputError(f"photos: Upload between 1 and {limits.max_photos} photos of one "
-                         f"person (got {photos}).")
+                         f"person{', or an avatar file' if photos == 0 else ''} (got {photos}).")
     mode = _choice("mode", mode, MODES)
     steps = _whole_number("steps (fine-tuning steps)", steps, limits.min_ft_steps,
                           limits.max_ft_steps) if mode == "ft" else 0
+    return RequestValues(photos, mode, steps, None, None, None)
+
+
+def check_request(limits: Limits, *, photos: int, mode, steps, driving_source, preset=None,
+                  has_driving_video: bool = False, framing, has_avatar_file: bool = False,
+                  preset_names: list[str] | None = None) -> RequestValues:
+    """Check the values an ``/animate`` caller sent (UI or raw API), before any work: those
+    of ``check_adapt_request``, then the driving source and its preset or video, and the
+    framing. ``preset_names`` defaults to the shipped presets."""
+    person = check_adapt_request(limits, photos=photos, mode=mode, steps=steps,
+                                 has_avatar_file=has_avatar_file)
     driving_source = _choice("driving_source", driving_source, DRIVING_SOURCES)
     if driving_source == "preset":
         if preset_names is None:
@@ -330,4 +339,5 @@ def check_request(limits: Limits, *, photos: int, mode, steps, driving_source="p
     else:
         preset = None
     framing = _choice("framing", framing, FRAMINGS)
-    return RequestValues(photos, mode, steps, driving_source, preset, framing)
+    return RequestValues(person.photos, person.mode, person.steps, driving_source, preset,
+                         framing)

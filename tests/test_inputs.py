@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from talking_heads import inputs
-from talking_heads.inputs import InputError, check_request, read_photo, read_photos
+from talking_heads.inputs import (InputError, check_adapt_request, check_request, read_photo,
+                                  read_photos)
 from talking_heads.limits import Limits
 
 LIMITS = Limits()
@@ -42,7 +43,8 @@ def _check(**values):
                                    "'video' (an uploaded driving video) (got 'webcam')"),
     ({"driving_source": "video"}, "driving_video: Upload a driving video, or choose a preset "
                                   "motion (driving_source 'preset')."),
-    ({"photos": 0}, "photos: Upload between 1 and 8 photos of one person (got 0)."),
+    ({"photos": 0}, "photos: Upload between 1 and 8 photos of one person, or an avatar file "
+                    "(got 0)."),
     ({"photos": 9}, "photos: Upload between 1 and 8 photos of one person (got 9)."),
 ])
 def test_each_bad_value_is_named_with_what_is_allowed(values, message):
@@ -65,12 +67,20 @@ def test_good_values_are_normalised():
 def test_the_limits_decide_the_ranges():
     limits = Limits(max_photos=2, min_ft_steps=5, max_ft_steps=50)
     with pytest.raises(InputError, match=r"from 5 to 50 \(got 60\)"):
-        check_request(limits, photos=1, mode="ft", steps=60, preset="talking")
+        check_adapt_request(limits, photos=1, mode="ft", steps=60)
     with pytest.raises(InputError, match=r"between 1 and 2 photos of one person \(got 3\)"):
-        check_request(limits, photos=3, mode="ff", steps=1, preset="talking")
+        check_adapt_request(limits, photos=3, mode="ff", steps=1)
     # The shipped presets by default.
-    assert check_request(limits, photos=1, mode="ff", steps=1, preset="talking").preset == \
-        "talking"
+    assert check_request(limits, photos=1, mode="ff", steps=1, driving_source="preset",
+                         preset="talking", framing="photo").preset == "talking"
+
+
+def test_an_avatar_file_stands_in_for_the_photos():
+    assert check_request(LIMITS, photos=0, has_avatar_file=True, mode="ff", steps=None,
+                         driving_source="preset", preset="talking", framing="crop").photos == 0
+    assert check_adapt_request(LIMITS, photos=3, mode="ft", steps=5).steps == 5
+    with pytest.raises(InputError, match="between 1 and 8 photos of one person, or an avatar"):
+        check_adapt_request(LIMITS, photos=0, mode="ff", steps=1)
 
 
 @pytest.fixture
