@@ -83,3 +83,28 @@ def test_motion_previews_are_small_looping_gifs(tmp_path):
         # A landmark drawing: coloured lines on black, and the motion changes it.
         assert np.median(frames[0]) == 0 and (frames[0].max(axis=-1) > 120).mean() > 0.01
         assert not np.array_equal(frames[0], frames[1]), name
+
+
+def test_session_keeping_helpers(tmp_path):
+    """Keys: same photo contents -> same person in any mode; the latest frame is handed out
+    once per new frame."""
+    from talking_heads.sessions import KeptAvatar, LatestFrames, photos_key, same_person
+
+    a, b, a_copy = tmp_path / "a.jpg", tmp_path / "b.jpg", tmp_path / "copy.jpg"
+    a.write_bytes(b"one")
+    b.write_bytes(b"two")
+    a_copy.write_bytes(b"one")
+    kept = KeptAvatar(photos_key([str(a)], "ft", 100), avatar=None, description="ft")
+    assert photos_key([str(a_copy)], "ft", 100) == kept.key  # by content, not by name
+    assert photos_key([str(a)], "ft", 50) != kept.key and photos_key([str(a)], "ff", 1) != \
+        kept.key
+    assert same_person(kept, [str(a_copy)], None) and not same_person(kept, [str(b)], None)
+    assert not same_person(kept, [str(a), str(b)], None)
+    frames = LatestFrames()
+    assert frames.take("s", 0) == (0, None)
+    frames.put("s", np.zeros((2, 2, 3), np.uint8))
+    count, frame = frames.take("s", 0)
+    assert count == 1 and frame is not None
+    assert frames.take("s", count) == (1, None)  # nothing newer
+    frames.clear("s")
+    assert frames.take("s", 0) == (0, None)

@@ -308,3 +308,20 @@ def test_side_by_side_shows_the_driving_clip(animator, photo, shared_data, tmp_p
     assert frames.shape[1:3] == (256, width + 256)
     left = pipeline.side_by_side(clip, np.zeros((256, 256, 3), np.uint8))[:, :width]
     assert np.abs(frames[0, :, :width].astype(int) - left.astype(int)).mean() < 8
+
+
+def test_cli_saves_an_avatar_and_drives_it_again(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TALKING_HEADS_CHECKPOINT", "")
+    avatar = tmp_path / "me.avatar.safetensors"
+    code = pipeline.main(["--source", str(EXAMPLE), "--preset", "nodding", "--out",
+                          str(tmp_path / "a.mp4"), "--max-seconds", "0.2", "--crop-only",
+                          "--save-avatar", str(avatar)])
+    assert code == 0 and avatar.is_file()
+    capsys.readouterr()
+    code = pipeline.main(["--avatar", str(avatar), "--preset", "talking", "--out",
+                          str(tmp_path / "b.mp4"), "--max-seconds", "0.2", "--crop-only",
+                          "--side-by-side"])
+    err = capsys.readouterr().err
+    assert code == 0 and "avatar file me.avatar.safetensors (ff)" in err
+    info = video.probe(tmp_path / "b.mp4")
+    assert info.num_frames == 6 and info.width == 2 * info.height  # drawing | crop
