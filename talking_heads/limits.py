@@ -69,3 +69,39 @@ class Limits:
                 f" / {self.max_driving_frames} frames at most {self.max_driving_fps:g} fps, "
                 f"{self.queue_size} requests in the queue; your files are deleted when you close "
                 f"the page, or after {self.keep_files_s // 60} min at the latest.")
+
+
+# --------------------------------------------------------------------------- process memory
+# glibc gives threads that allocate at the same time their own malloc arenas (64 MB each, up
+# to 8 per core) and keeps what is freed inside them. Gradio runs every request on a worker
+# thread, so the server's RSS crept from ~1.2 GB after 10 mixed requests to ~1.65 GB (16
+# nearly full arenas on 2 cores; benchmarks/soak.py) without any leak. Two remedies, both
+# no-ops where the C library is not glibc:
+M_ARENA_MAX = -8  # mallopt parameter (malloc.h)
+
+
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+    except OSError:
+        return None
+
+
+def cap_malloc_arenas(arenas: int = 2) -> bool:
+    """Like ``MALLOC_ARENA_MAX=arenas`` in the environment, for a process already running:
+    effective only if called before the first extra arena exists (at start-up, before
+    worker threads allocate); setting the variable where the server is launched is surer."""
+    libc = _libc()
+    return bool(libc is not None and libc.mallopt(M_ARENA_MAX, int(arenas)) == 1)
+
+
+def release_free_memory() -> bool:
+    """Give the free pages of every malloc arena back to the system (``malloc_trim(0)``):
+    call it after each heavy request; it costs a few milliseconds. True if memory was
+    returned."""
+    libc = _libc()
+    return bool(libc is not None and libc.malloc_trim(0) == 1)
