@@ -31,15 +31,15 @@ BACKGROUND_WAIT_S = 180
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    import app
+    from talking_heads import gradio_adapter
 
     work = tmp_path_factory.mktemp("requests")
-    app.WORK_ROOT = str(work)
+    gradio_adapter.WORK_ROOT = str(work)
     try:
         with launched_app(max_seconds=2.0, limits=LIMITS) as (demo, url):
             yield demo, url, work
     finally:
-        app.WORK_ROOT = None
+        gradio_adapter.WORK_ROOT = None
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,11 @@ def test_request_folders_are_removed_and_files_expire(served, client, monkeypatc
         return original(self, avatar, driving, out_path, *args, **kwargs)
 
     monkeypatch.setattr(Animator, "drive", spy)
-    video_path, notes = client.predict([handle_file(EXAMPLE)], *ARGS, api_name="/animate")
+    # The example photo itself is one of the app's assets (its examples gallery), which Gradio
+    # keeps; a copy with other bytes is a visitor's upload.
+    mine = tmp_path / "mine.jpg"
+    mine.write_bytes(Path(EXAMPLE).read_bytes() + b"\0")
+    video_path, notes = client.predict([handle_file(str(mine))], *ARGS, api_name="/animate")
     assert Path(video_path).is_file()
     assert len(seen) == 1 and seen[0].parent.parent == work
     assert not list(work.iterdir()), "the request's folder must be gone once served"
