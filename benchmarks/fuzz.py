@@ -108,8 +108,15 @@ def avatar_model():
         from talking_heads.config import ModelConfig
         from talking_heads.models import TalkingHeadModel
 
-        torch.manual_seed(0)
-        model = TalkingHeadModel(ModelConfig.tiny()).eval()
+        # The initial weights depend on torch's thread count (measured: 1 thread and 2 give
+        # other digests), so they are always made with one thread.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            torch.manual_seed(0)
+            model = TalkingHeadModel(ModelConfig.tiny()).eval()
+        finally:
+            torch.set_num_threads(threads)
         _AVATAR_MODEL.append((model, digest_of(model)))
     return _AVATAR_MODEL[0]
 
@@ -182,8 +189,12 @@ def fuzz_child(target: str, out: Path, findings_dir: Path) -> None:
         try:
             run_bytes(target, data, folder, limits)
             stats["accepted"] += 1
-        except refusals:
+        except refusals as error:
             stats["input_errors"] += 1
+            message = str(error)
+            refusals_seen = stats.setdefault("refusal_messages", {})
+            if message in refusals_seen or len(refusals_seen) < 50:  # a sample of them
+                refusals_seen[message] = refusals_seen.get(message, 0) + 1
         except Exception as error:  # noqa: BLE001 - anything else is what we are looking for
             key = finding_key(error)
             entry = stats["findings"].setdefault(key, {"count": 0, "message": str(error)[:300]})
