@@ -111,6 +111,9 @@ def test_a_second_motion_reuses_the_kept_avatar(served):
     _, third = client.predict([handle_file(EXAMPLE)], "preset", "nodding", None, "ft", 2,
                               True, "crop", False, api_name="/animate")
     assert "avatar reused" not in third  # another mode is another avatar
+    _, fourth = client.predict([handle_file(EXAMPLE)], "preset", "talking", None, "ft", 2,
+                               True, "crop", False, api_name="/animate")
+    assert "avatar reused: fine-tuned (2 steps) on 1 photo(s)" in fourth
 
 
 def test_adapt_returns_an_avatar_file_that_animate_accepts(served, tmp_path):
