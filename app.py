@@ -192,9 +192,8 @@ def build_demo(animator: Animator, max_seconds: float | None = None) -> gr.Block
                            [avatar_out, notes, kept], api_name="adapt", concurrency_id=HEAVY)
         # While /animate runs, the page polls for the newest frame (clip analysis with its
         # landmarks, the instant preview during fine-tuning, then each rendered batch).
-        button.click(lambda: (gr.Timer(active=True), gr.Image(visible=True, value=None), 0),
-                     None, [timer, latest, seen], api_visibility="private", queue=False,
-                     show_progress="hidden")
+        button.click(handlers.start_polling, None, [timer, latest, seen],
+                     api_visibility="private", queue=False, show_progress="hidden")
         timer.tick(handlers.latest_frame, seen, [latest, seen], api_visibility="private",
                    concurrency_limit=None, show_progress="hidden")
         rendered = button.click(handlers.animate, [*inputs, layout, avatar_in, kept],

@@ -168,6 +168,7 @@ class Handlers:
         self.session_files.hold(session, uploads)
         report = lambda fraction, message: progress(fraction, desc=message)  # noqa: E731
         show = lambda frame: self.frames.put(session, frame)  # noqa: E731
+        self.frames.clear(session)  # nothing left from an earlier request that failed
         with user_errors():
             options = AnimateOptions(mode=mode, steps=int(steps),
                                      relative_motion=bool(relative),
@@ -207,6 +208,11 @@ class Handlers:
             return gr.skip()
         with user_errors():
             return self._avatar_file(kept, request.session_hash)
+
+    def start_polling(self, request: gr.Request):
+        """Animate was pressed: forget old frames, poll for new ones (private event)."""
+        self.frames.clear(request.session_hash)
+        return gr.Timer(active=True), gr.Image(visible=True, value=None), 0
 
     def latest_frame(self, seen, request: gr.Request):
         """Timer tick while rendering: the newest frame, if any (private event)."""

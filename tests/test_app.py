@@ -231,3 +231,31 @@ def test_session_files_forget_expired_files_and_delete_orphans(tmp_path):
     assert files.release("other") == [shared.resolve()]
     assert not shared.exists() and not (cache / "b").exists()
     assert files.held("other") == []
+
+
+def test_frames_are_shown_while_a_request_runs(served, shared_data, tmp_path):
+    """The page's poll gets frames before the video exists: the driving clip with its
+    landmarks while it is analysed, an instant (FF) frame before fine-tuning, then the
+    rendered batches."""
+    from types import SimpleNamespace
+
+    from talking_heads.gradio_adapter import Handlers
+    from talking_heads.sessions import SessionFiles
+
+    demo, _ = served
+    handlers = Handlers(demo.animator, 0.4, SessionFiles(tmp_path))
+    shown = []
+    put = handlers.frames.put
+    handlers.frames.put = lambda session, frame: (shown.append(frame.shape), put(session,
+                                                                                 frame))
+    request = SimpleNamespace(session_hash="s")
+    no_progress = lambda fraction, desc=None: None  # noqa: E731
+    clip = str(shared_data / CLIP)
+    outputs = list(handlers.animate([EXAMPLE], "video", "talking", clip, "ft", 2, True, "crop",
+                                    False, request=request, progress=no_progress))
+    assert len(outputs) == 1 and outputs[0][0].endswith(".mp4")
+    clip_frame = next(video.iter_frames(clip, max_frames=1, max_side=640)).shape
+    crop = (256, 256, 3)
+    # analysis (every tenth frame: 0 of 10), the FF preview, then two batches of 8 + 2
+    assert shown[0] == clip_frame and shown[1:] == [crop, crop, crop]
+    assert handlers.latest_frame(0, request)[1] == 0  # cleared once the video was served
