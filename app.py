@@ -114,15 +114,22 @@ def build_demo(animator: Animator, max_seconds: float | None = None) -> gr.Block
                                                    ("Uploaded video", "video")],
                                                   value="preset", label="Driving motion",
                                                   elem_id="driving-source")
-                        with gr.Row(equal_height=True) as preset_row:
-                            preset = gr.Dropdown([(f"{name}: {text}", name)
-                                                  for name, text in descriptions.items()],
-                                                 value="talking", label="Preset", scale=3,
-                                                 min_width=160, elem_id="preset")
-                            preview = gr.Image(str(previews["talking"]), label="Motion",
-                                               interactive=False, height=128, width=128,
-                                               scale=1, min_width=128, show_label=False,
-                                               buttons=[], elem_id="preset-preview")
+                        with gr.Column(variant="compact") as preset_row:
+                            with gr.Row(equal_height=True):
+                                preset = gr.Dropdown([(f"{name}: {text}", name)
+                                                      for name, text in descriptions.items()],
+                                                     value="talking", label="Preset", scale=3,
+                                                     min_width=160, elem_id="preset")
+                                preview = gr.Image(str(previews["talking"]), label="Motion",
+                                                   interactive=False, height=128, width=128,
+                                                   scale=1, min_width=128, show_label=False,
+                                                   buttons=[], elem_id="preset-preview")
+                            motions = gr.Gallery([(str(path), name)
+                                                  for name, path in previews.items()],
+                                                 label="Every motion (click one to pick it)",
+                                                 columns=len(previews), rows=1, height=120,
+                                                 object_fit="contain", allow_preview=False,
+                                                 buttons=[], elem_id="preset-motions")
                         driving_video = gr.Video(label="Driving video (its audio is kept; "
                                                  f"first {max_seconds:g} s)",
                                                  sources=["upload"], visible=False,
@@ -184,6 +191,13 @@ def build_demo(animator: Animator, max_seconds: float | None = None) -> gr.Block
                         show_progress="hidden")
         preset.change(lambda name: str(previews.get(name, previews["talking"])), preset,
                       preview, api_visibility="private", queue=False, show_progress="hidden")
+        names = list(previews)
+
+        def pick_motion(event: gr.SelectData) -> str:
+            return names[event.index]
+
+        motions.select(pick_motion, None, preset, api_visibility="private", queue=False,
+                       show_progress="hidden")
         driving_source.change(lambda source: (gr.update(visible=source != "video"),
                                               gr.update(visible=source == "video")),
                               driving_source, [preset_row, driving_video],

@@ -86,6 +86,15 @@ def test_upload_pick_preset_animate_play_and_download(tmp_path):
             page.get_by_role("option", name="nodding", exact=False).click()
             page.wait_for_function("(before) => document.querySelector('#preset-preview img')"
                                    ".getAttribute('src') !== before", arg=before)
+            # Every motion is shown before it is picked; a click on one picks it.
+            assert page.locator("#preset-motions img").count() == 6
+            page.locator("#preset-motions img").nth(5).click()  # turning
+            page.wait_for_function("() => document.querySelector('#preset input')"
+                                   ".value.startsWith('turning')")
+            page.get_by_role("combobox", name="Preset").click()
+            page.get_by_role("option", name="nodding", exact=False).click()
+            page.wait_for_function("() => document.querySelector('#preset input')"
+                                   ".value.startsWith('nodding')")
             page.locator("#animate").click()
             page.wait_for_function(VIDEO_READY)
             state = page.evaluate("""() => { const v = document.querySelector('#result video');
