@@ -18,11 +18,10 @@ import gradio as gr
 import spaces  # a no-op decorator off ZeroGPU hardware
 from gradio.processing_utils import save_file_to_cache
 
-from talking_heads import presets
 from talking_heads.animator import Animator
 from talking_heads.driving import driving_from_preset, driving_from_video
 from talking_heads.faces import preview_faces
-from talking_heads.inputs import read_photos
+from talking_heads.inputs import check_adapt_request, check_request, read_photos
 from talking_heads.limits import Limits
 from talking_heads.live import LiveDriver
 from talking_heads.options import DRIVING_SHARE, AnimateOptions, progress_span
@@ -151,8 +150,10 @@ class Handlers:
         self.session_files.hold(session, paths_of(files))
         report = lambda fraction, message: progress(fraction, desc=message)  # noqa: E731
         with user_errors():
-            kept, notes, adapted = self._person(files, None, mode, int(steps), kept, report,
-                                                session)
+            values = check_adapt_request(self.limits, photos=len(paths_of(files)), mode=mode,
+                                         steps=steps)
+            kept, notes, adapted = self._person(files, None, values.mode, values.steps, kept,
+                                                report, session)
             path = self._avatar_file(kept, session)
         notes += list(adapted.notes) if adapted else []
         return path, "\n".join(f"- {note}" for note in notes), kept
@@ -170,22 +171,23 @@ class Handlers:
         show = lambda frame: self.frames.put(session, frame)  # noqa: E731
         self.frames.clear(session)  # nothing left from an earlier request that failed
         with user_errors():
-            options = AnimateOptions(mode=mode, steps=int(steps),
+            # Every value a caller sent (UI or raw API), checked before any work.
+            values = check_request(self.limits, photos=len(paths_of(files)), mode=mode,
+                                   steps=steps, driving_source=driving_source, preset=preset,
+                                   has_driving_video=bool(driving_video), framing=framing,
+                                   has_avatar_file=bool(avatar_file))
+            options = AnimateOptions(mode=values.mode, steps=values.steps or 100,
                                      relative_motion=bool(relative),
-                                     paste_back=framing == "photo", label=bool(label),
+                                     paste_back=values.framing == "photo", label=bool(label),
                                      layout=layout or "result")
             start = 0.0
-            if driving_source == "video":
-                if not driving_video:
-                    raise gr.Error("Upload a driving video, or choose a preset motion.")
+            if values.driving_source == "video":
                 start = DRIVING_SHARE
                 driving = driving_from_video(driving_video, self.animator.detector,
                                              self.max_seconds, progress_span(report, 0.0, start),
                                              self.limits, on_frame=show)
             else:
-                if preset not in presets.preset_names():
-                    raise gr.Error(f"Unknown preset {preset!r}.")
-                driving = driving_from_preset(preset, self.max_seconds)
+                driving = driving_from_preset(values.preset, self.max_seconds)
             split = start + (1 - start) * (0.5 if options.mode == "ft" else 0.1)
             kept, notes, adapted = self._person(
                 files, avatar_file, options.mode, options.steps, kept,

@@ -172,7 +172,7 @@ def test_limits_hold_whatever_the_api_caller_sends(served, client, tmp_path):
     with pytest.raises(Exception, match="greater than maximum value 50"):
         client.predict([photo], "preset", "talking", None, "ft", 5000, True, "crop", True,
                        api_name="/animate")
-    with pytest.raises(Exception, match="Upload at most 8 photos"):
+    with pytest.raises(Exception, match="Upload between 1 and 8 photos"):
         client.predict([handle_file(EXAMPLE) for _ in range(9)], *ARGS, api_name="/animate")
     with pytest.raises(Exception, match="not in the list of choices"):
         client.predict([photo], "preset", "../../etc/passwd", None, "ff", 10, True, "crop",
