@@ -14,7 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "preprocess": ("talking_heads.data.preprocess", "clips -> face crops + landmarks + metadata"),
     "train": ("talking_heads.training.meta_train", "meta-learning of E, G and D on episodes"),
     "finetune": ("talking_heads.training.finetune", "adapt a model to a person, save an Avatar"),
-    "animate": ("talking_heads.pipeline", "photos + driving clip or preset -> mp4"),
+    "animate": ("talking_heads.animate_cli", "photos + driving clip or preset -> mp4"),
     "evaluate": ("talking_heads.evaluation", "self-reenactment metrics and baselines"),
 }
 

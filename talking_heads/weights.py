@@ -70,7 +70,7 @@ class WeightsSource:
         if self.kind == "bundled":
             return f"weights: bundled checkpoints/{self.directory.name}{steps}"
         return ("weights: UNTRAINED (random initialisation, no checkpoint found) - the output "
-                "is noise, not a face")
+                "is a plain warp of the photo, nothing learned")
 
 
 def _training_steps(directory: Path) -> int | None:
