@@ -168,6 +168,17 @@ def _expected(meta: dict, model, header: dict) -> dict[str, tuple[str, tuple | N
     return expected
 
 
+def _check_transform(transform: CropTransform, photo: np.ndarray, index: int) -> None:
+    """A crop transform as ``crop_transform`` makes them: orientation-preserving, and a crop
+    side between 8 image pixels and 16 times the photo's longer side (a mutated matrix would
+    otherwise reach OpenCV's warp with a degenerate or absurd scale)."""
+    det = float(np.linalg.det(transform.matrix[:, :2]))
+    longest = max(photo.shape[:2]) if photo.ndim >= 2 else 0
+    if not det > 0 or not 8.0 <= transform.side <= 16.0 * max(longest, 1):
+        raise AvatarFileError(f"photo {index}'s crop transform in the avatar file is not a "
+                              f"valid face crop (determinant {det:.3g})")
+
+
 def read(path: str | Path, model, weights_digest: str, max_bytes: int):
     """Validate and load an avatar file for ``model`` (whose weights have ``weights_digest``)."""
     from talking_heads.avatar import Avatar, _sources
@@ -189,6 +200,8 @@ def read(path: str | Path, model, weights_digest: str, max_bytes: int):
     count = meta["photos"]
     photos = [tensors[f"photo.{i:02d}"].numpy() for i in range(count)]
     transforms = [CropTransform(m, size) for m in tensors["transforms"].numpy()]
+    for index, (transform, photo) in enumerate(zip(transforms, photos), start=1):
+        _check_transform(transform, photo, index)
     device = next(model.parameters()).device
     generator = model.generator
     if meta["mode"] == "ft":

@@ -107,13 +107,3 @@ def test_random_bytes_are_refused_clearly(data, tmp_path_factory):
     folder = tmp_path_factory.mktemp("bytes")
     for target in ("photo", "clip"):
         _run(target, data, folder)
-
-
-@pytest.mark.xfail(strict=True, raises=__import__("cv2").error,
-                   reason="known, not fixed here: avatar_file.read checks that the crop "
-                   "transforms are finite but not their scale, and a mutated one reaches "
-                   "cv2.resize in align.warp_image (benchmarks/fuzz.py, avatar target). Once "
-                   "fixed, move the file into fuzz_corpus/avatar and drop this test")
-def test_known_avatar_finding_is_still_open(tmp_path):
-    for seed in sorted((CORPUS / "avatar_known").iterdir()):
-        _run("avatar", seed.read_bytes(), tmp_path)
