@@ -22,7 +22,7 @@ from talking_heads.animator import Animator
 from talking_heads.driving import driving_from_preset, driving_from_video
 from talking_heads.faces import preview_faces
 from talking_heads.inputs import check_adapt_request, check_request, read_photos
-from talking_heads.limits import Limits
+from talking_heads.limits import Limits, release_free_memory
 from talking_heads.live import LiveDriver
 from talking_heads.options import DRIVING_SHARE, AnimateOptions, progress_span
 from talking_heads.rendering import first_frame
@@ -58,6 +58,7 @@ def request_folder():
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        release_free_memory()  # freed arenas back to the system (docs/ROBUSTNESS.md, soak)
 
 
 @contextmanager
@@ -138,10 +139,13 @@ class Handlers:
     # -- events --------------------------------------------------------------------------------
     def detect(self, files, request: gr.Request):
         self.session_files.hold(request.session_hash, paths_of(files))
-        photos = read_uploaded_photos(files, self.limits) if paths_of(files) else []
-        previews = preview_faces([p.image for p in photos], self.animator.detector)
-        return [(preview.image, f"{preview.caption} ({photo.name})")
-                for photo, preview in zip(photos, previews)]
+        try:
+            photos = read_uploaded_photos(files, self.limits) if paths_of(files) else []
+            previews = preview_faces([p.image for p in photos], self.animator.detector)
+            return [(preview.image, f"{preview.caption} ({photo.name})")
+                    for photo, preview in zip(photos, previews)]
+        finally:
+            release_free_memory()
 
     @spaces.GPU(duration=120)
     def adapt(self, files, mode, steps, kept, request: gr.Request, progress=gr.Progress()):
@@ -150,11 +154,14 @@ class Handlers:
         self.session_files.hold(session, paths_of(files))
         report = lambda fraction, message: progress(fraction, desc=message)  # noqa: E731
         with user_errors():
-            values = check_adapt_request(self.limits, photos=len(paths_of(files)), mode=mode,
-                                         steps=steps)
-            kept, notes, adapted = self._person(files, None, values.mode, values.steps, kept,
-                                                report, session)
-            path = self._avatar_file(kept, session)
+            try:
+                values = check_adapt_request(self.limits, photos=len(paths_of(files)),
+                                             mode=mode, steps=steps)
+                kept, notes, adapted = self._person(files, None, values.mode, values.steps,
+                                                    kept, report, session)
+                path = self._avatar_file(kept, session)
+            finally:
+                release_free_memory()
         notes += list(adapted.notes) if adapted else []
         return path, "\n".join(f"- {note}" for note in notes), kept
 
