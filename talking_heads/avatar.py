@@ -91,6 +91,17 @@ def _sources(photos, transforms, points) -> SourceFaces:
     return SourceFaces(photos, transforms, points, crop_points.astype(np.float32), crops, ys)
 
 
+def generator_for(model: TalkingHeadModel, mode: str, tensors: dict) -> Generator:
+    """FF: the model's shared G; FT: a private copy loaded from the ``generator.*`` tensors."""
+    if mode != "ft":
+        return model.generator
+    generator = copy.deepcopy(model.generator)
+    prefix = "generator."
+    generator.load_state_dict({k[len(prefix):]: v for k, v in tensors.items()
+                               if k.startswith(prefix)}, strict=True)
+    return generator
+
+
 class Avatar:
     """A person adapted to a model: render(y) -> x-hat. Build with ``from_images``."""
 
@@ -239,12 +250,7 @@ class Avatar:
                              "(weights digest differs): adapt the photos again")
         tensors = load_file(str(directory / AVATAR_WEIGHTS))
         device = next(model.parameters()).device
-        generator = model.generator
-        if config["mode"] == "ft":
-            generator = copy.deepcopy(model.generator)
-            prefix = "generator."
-            generator.load_state_dict({k[len(prefix):]: v for k, v in tensors.items()
-                                       if k.startswith(prefix)}, strict=True)
+        generator = generator_for(model, config["mode"], tensors)
         photos = []
         for name in config["photos"]:
             image = cv2.imread(str(directory / Path(name).name), cv2.IMREAD_COLOR)

@@ -17,7 +17,6 @@ Each failure is an ``AvatarFileError`` that names the problem.
 
 from __future__ import annotations
 
-import copy
 import json
 import struct
 from pathlib import Path
@@ -181,7 +180,7 @@ def _check_transform(transform: CropTransform, photo: np.ndarray, index: int) ->
 
 def read(path: str | Path, model, weights_digest: str, max_bytes: int):
     """Validate and load an avatar file for ``model`` (whose weights have ``weights_digest``)."""
-    from talking_heads.avatar import Avatar, _sources
+    from talking_heads.avatar import Avatar, _sources, generator_for
 
     path = Path(path)
     header = _header(path, max_bytes)
@@ -203,12 +202,7 @@ def read(path: str | Path, model, weights_digest: str, max_bytes: int):
     for index, (transform, photo) in enumerate(zip(transforms, photos), start=1):
         _check_transform(transform, photo, index)
     device = next(model.parameters()).device
-    generator = model.generator
-    if meta["mode"] == "ft":
-        generator = copy.deepcopy(model.generator)
-        prefix = "generator."
-        generator.load_state_dict({k[len(prefix):]: v for k, v in tensors.items()
-                                   if k.startswith(prefix)}, strict=True)
+    generator = generator_for(model, meta["mode"], tensors)
     sources = _sources(photos, transforms, tensors["points"].numpy())
     info = meta.get("info") if isinstance(meta.get("info"), dict) else {}
     return Avatar(model.config, meta["mode"], generator, tensors["psi"].to(device),
