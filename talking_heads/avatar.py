@@ -115,6 +115,7 @@ class Avatar:
         self.embedding = embedding.detach().reshape(1, -1)  # e_new, (1, N)
         self.sources = sources
         self.info = dict(info or {})
+        self._source_tensors: tuple[torch.Tensor, ...] | None = None  # see source_tensors
 
     @classmethod
     def from_images(cls, images: list[np.ndarray], model: TalkingHeadModel, mode: str = "ff",
@@ -188,7 +189,7 @@ class Avatar:
     def source_tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The T source crops and landmark images (T, 3, S, S) and points (T, 68, 2) on the
         model's device, converted once."""
-        if getattr(self, "_source_tensors", None) is None:
+        if self._source_tensors is None:
             x, y = self.sources.tensors()
             points = torch.from_numpy(self.sources.crop_points)
             self._source_tensors = tuple(t.to(self.psi.device) for t in (x, y, points))

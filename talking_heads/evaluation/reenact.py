@@ -53,7 +53,10 @@ class ModelReenactor:
     def image_size(self) -> int:
         return self.model.config.image_size
 
-    def _renderer(self, generate: Callable[..., torch.Tensor], sources: Sources) -> Renderer:
+    def _renderer(self, generate: Callable[..., torch.Tensor],
+                  sources: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> Renderer:
+        """``sources``: the T shots' crops, landmark images (T, 3, S, S) and points (T, 68, 2),
+        shared by every rendered frame (the warp design samples the nearest)."""
         def render(landmark_images: np.ndarray, points: np.ndarray) -> np.ndarray:
             outputs = []
             with torch.inference_mode():
@@ -61,8 +64,7 @@ class ModelReenactor:
                     y = image_to_tensor(landmark_images[start:start + self.batch_size])
                     p = torch.as_tensor(np.asarray(points[start:start + self.batch_size],
                                                    np.float32), device=self.device)
-                    batch = Sources.shared(sources.images[0], sources.landmarks[0],
-                                           sources.points[0], len(y))
+                    batch = Sources.shared(*sources, batch=len(y))
                     outputs.append(tensor_to_image(generate(y.to(self.device), p, batch)))
             return np.concatenate(outputs)  # (B, S, S, 3)
         return render
@@ -80,7 +82,7 @@ class ModelReenactor:
         x = image_to_tensor(images).to(self.device)           # (T, 3, S, S)
         y = image_to_tensor(landmark_images).to(self.device)  # (T, 3, S, S)
         p = torch.as_tensor(np.asarray(points, np.float32), device=self.device)  # (T, 68, 2)
-        sources = Sources.shared(x, y, p, 1)
+        sources = (x, y, p)
         if mode == "ff":
             with torch.inference_mode():
                 e_new = self.model.embed(x[None], y[None])   # (1, N)
