@@ -1,7 +1,7 @@
 """The model card's picture: dev identities (never trained on) driven by another dev clip.
 
     PYTHONPATH=. python scripts/dev_samples.py --checkpoint checkpoints/warp \
-        --compare checkpoints/cpu --out checkpoints/warp/dev_samples.png [--steps 100] \
+        --compare checkpoints/cpu --out checkpoints/warp/dev_samples.jpg [--steps 100] \
         [--videos DIR]
 
 Top row: the driving clip's face crops at the chosen frames. Then one row per source clip and
