@@ -39,6 +39,10 @@ HEAVY = "heavy"
 LIVE_EVERY_S = 0.07     # the browser sends a webcam frame this often (at most ~14 fps)
 LIVE_SECONDS = 60       # one live session's time limit; press Record again to continue
 POLL_S = 0.5            # how often the page asks for the latest frame of a running render
+# Gradio keeps each session's page state (about 75 kB here), closed or not, until this many
+# newer sessions have come (its default, 10,000, is about 0.7 GB); the least recently used
+# goes first. The heavy per-session objects are not in it (``Handlers.avatars``).
+STATE_SESSIONS = 1000
 
 # Example rows (photos, driving, preset, video, mode, steps, relative, framing, label), shown
 # as a gallery whose click fills the inputs; tests/test_app.py runs each through /animate.
@@ -84,7 +88,7 @@ def build_demo(animator: Animator, max_seconds: float | None = None) -> gr.Block
     max_seconds = min(max_seconds or limits.max_driving_seconds, limits.max_driving_seconds)
     max_photos = limits.max_photos
     session_files = SessionFiles(get_upload_folder(), protected=EXAMPLE_PHOTOS)
-    handlers = Handlers(animator, max_seconds, session_files)
+    handlers = Handlers(animator, max_seconds, session_files, live_keep_s=LIVE_SECONDS * 2)
     descriptions = presets.preset_descriptions()
     previews = write_previews(tempfile.mkdtemp(prefix="talking-heads-previews-"))
     keep = limits.keep_files_s
@@ -94,7 +98,9 @@ def build_demo(animator: Animator, max_seconds: float | None = None) -> gr.Block
         gr.Markdown(_weights_banner(animator), elem_id="weights-label")
         with gr.Accordion("Limits", open=False):
             gr.Markdown(limits.summary(), elem_id="limits")
-        kept = gr.State(None, time_to_live=keep)   # the session's adapted person
+        # The session's adapted person and live driver are kept by ``handlers`` (dropped
+        # when the session ends); these States hold only their tokens.
+        kept = gr.State(None, time_to_live=keep)
         with gr.Tabs():
             with gr.Tab("Video", id="video", elem_id="tab-video"):
                 with gr.Row(equal_height=False):
@@ -226,13 +232,9 @@ def build_demo(animator: Animator, max_seconds: float | None = None) -> gr.Block
         # Another person or avatar file: the live driver must start again.
         for source in (photos, avatar_in):
             source.change(lambda: None, None, driver, api_visibility="private", queue=False)
-
-        def end_session(request: gr.Request):
-            session_files.release(request.session_hash)
-            handlers.frames.clear(request.session_hash)
-
-        demo.unload(end_session)  # the tab closed or the API client went away
+        demo.unload(handlers.end_session)  # the tab closed or the API client went away
     demo.session_files = session_files  # for tests and operators
+    demo.handlers = handlers
     demo.animator = animator
     return demo
 
@@ -240,10 +242,11 @@ def build_demo(animator: Animator, max_seconds: float | None = None) -> gr.Block
 def serve(demo: gr.Blocks, limits: Limits, **launch_kwargs):
     """Queue and launch with the server limits: ``limits.concurrency`` requests at a time,
     ``limits.queue_size`` waiting (more get "queue is full"), uploads of at most
-    ``limits.max_upload_mb``; no extra ``allowed_paths`` (only Gradio's own cache is served)."""
+    ``limits.max_upload_mb``; no extra ``allowed_paths`` (only Gradio's own cache is served);
+    the page state of at most ``STATE_SESSIONS`` sessions."""
     demo.queue(default_concurrency_limit=limits.concurrency, max_size=limits.queue_size)
     return demo.launch(max_file_size=f"{limits.max_upload_mb}mb", allowed_paths=[],
-                       css=CSS, **launch_kwargs)
+                       state_session_capacity=STATE_SESSIONS, css=CSS, **launch_kwargs)
 
 
 CSS = """

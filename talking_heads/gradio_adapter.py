@@ -26,8 +26,8 @@ from talking_heads.limits import Limits, release_free_memory
 from talking_heads.live import LiveDriver
 from talking_heads.options import DRIVING_SHARE, AnimateOptions, progress_span
 from talking_heads.rendering import first_frame
-from talking_heads.sessions import (KeptAvatar, LatestFrames, SessionFiles, describe, file_key,
-                                    photos_key, same_person)
+from talking_heads.sessions import (KeptAvatar, LatestFrames, SessionFiles, SessionObjects,
+                                    describe, file_key, photos_key, same_person)
 
 WORK_PREFIX = "talking-heads-request-"  # one temporary folder per request, removed after it
 WORK_ROOT: str | None = None  # where those folders go (None: the system's temporary folder)
@@ -84,13 +84,28 @@ def _notes_markdown(result, extra: list[str] = ()) -> str:
 class Handlers:
     """The event functions, bound to one loaded model; driving is cut to ``max_seconds``;
     every upload and result is registered with ``session_files`` under the caller's
-    session."""
+    session. The session's adapted person (``avatars``) and live driver (``drivers``) are
+    kept here; the events' ``gr.State`` values (``kept``, ``driver``) are only their tokens
+    (``SessionObjects``). ``end_session`` lets go of all of it."""
 
-    def __init__(self, animator: Animator, max_seconds: float, session_files: SessionFiles):
+    def __init__(self, animator: Animator, max_seconds: float, session_files: SessionFiles,
+                 live_keep_s: float = 120.0):
         self.animator, self.max_seconds = animator, max_seconds
         self.limits = animator.limits
         self.session_files = session_files
         self.frames = LatestFrames()
+        self.avatars: SessionObjects[KeptAvatar] = SessionObjects(self.limits.keep_files_s)
+        self.drivers: SessionObjects[LiveDriver] = SessionObjects(live_keep_s)
+
+    def end_session(self, request: gr.Request) -> None:
+        """The tab closed or the API client went away (``demo.unload``): drop the session's
+        avatar, live driver and latest frame, and delete its files."""
+        session = request.session_hash
+        self.avatars.release(session)
+        self.drivers.release(session)
+        self.frames.clear(session)
+        self.session_files.release(session)
+        release_free_memory()  # what the avatar held, back to the system
 
     # -- the person ----------------------------------------------------------------------------
     def _person(self, files, avatar_file, mode: str, steps: int, kept: KeptAvatar | None,
@@ -148,9 +163,11 @@ class Handlers:
             release_free_memory()
 
     @spaces.GPU(duration=120)
-    def adapt(self, files, mode, steps, kept, request: gr.Request, progress=gr.Progress()):
+    def adapt(self, files, mode, steps, kept_token, request: gr.Request,
+              progress=gr.Progress()):
         """Photos -> an avatar file (safetensors) to download and reuse."""
         session = request.session_hash
+        kept = self.avatars.get(session, kept_token)
         self.session_files.hold(session, paths_of(files))
         report = lambda fraction, message: progress(fraction, desc=message)  # noqa: E731
         with user_errors():
@@ -163,15 +180,16 @@ class Handlers:
             finally:
                 release_free_memory()
         notes += list(adapted.notes) if adapted else []
-        return path, "\n".join(f"- {note}" for note in notes), kept
+        return path, "\n".join(f"- {note}" for note in notes), self.avatars.put(session, kept)
 
     @spaces.GPU(duration=120)
     def animate(self, files, driving_source, preset, driving_video, mode, steps, relative,
-                framing, label, layout="result", avatar_file=None, kept=None,
+                framing, label, layout="result", avatar_file=None, kept_token=None,
                 request: gr.Request = None, progress=gr.Progress()):
         # A generator: the code after ``yield`` runs once Gradio has taken the result, so
         # the request's folder is removed right after the answer is served.
         session = request.session_hash if request else None
+        kept = self.avatars.get(session, kept_token)
         uploads = paths_of(files) + [p for p in (driving_video, avatar_file) if p]
         self.session_files.hold(session, uploads)
         report = lambda fraction, message: progress(fraction, desc=message)  # noqa: E731
@@ -209,10 +227,11 @@ class Handlers:
                 served = save_file_to_cache(result.path, str(self.session_files.cache_dir))
                 self.session_files.hold(session, [served])
                 self.frames.clear(session)
-                yield served, _notes_markdown(result), kept
+                yield served, _notes_markdown(result), self.avatars.put(session, kept)
 
-    def download(self, kept, request: gr.Request):
+    def download(self, kept_token, request: gr.Request):
         """After /animate: offer the kept avatar as a file (private event)."""
+        kept = self.avatars.get(request.session_hash, kept_token)
         if kept is None:
             return gr.skip()
         with user_errors():
@@ -228,10 +247,13 @@ class Handlers:
         count, frame = self.frames.take(request.session_hash, seen or 0)
         return (gr.skip(), seen) if frame is None else (frame, count)
 
-    def live(self, frame, files, avatar_file, kept, driver, request: gr.Request):
+    def live(self, frame, files, avatar_file, kept_token, driver_token, request: gr.Request):
         """One webcam frame -> one rendered frame (private streaming event)."""
         if frame is None:
-            return gr.skip(), gr.skip(), driver, kept
+            return gr.skip(), gr.skip(), driver_token, kept_token
+        session = request.session_hash
+        kept = self.avatars.get(session, kept_token)
+        driver = self.drivers.get(session, driver_token)
         with user_errors():
             if driver is None:
                 if kept is None and not avatar_file and not paths_of(files):
@@ -240,7 +262,7 @@ class Handlers:
                     # The Video tab's avatar (FF or FT) when it is this person, else an
                     # instant one.
                     kept, _, _ = self._person(files, avatar_file, "ff", 0, None, None,
-                                              request.session_hash)
+                                              session)
                 driver = LiveDriver(kept.avatar, self.animator.detector)
             tick = time.perf_counter()
             out = driver.step(frame)
@@ -251,4 +273,5 @@ class Handlers:
         if not out.found:
             status = "no face in the webcam frame: look at the camera" + (
                 "" if driver.started else " (the first frame with a face is the reference)")
-        return out.image, status, driver, kept
+        return (out.image, status, self.drivers.put(session, driver),
+                self.avatars.put(session, kept))

@@ -1,12 +1,16 @@
 """What the Space keeps per browser session: files to delete when it ends, the adapted person
-(so another motion needs no new adaptation), and the latest frame of a running render."""
+(so another motion needs no new adaptation) and the live driver, and the latest frame of a
+running render."""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Generic, TypeVar
 
 import numpy as np
 
@@ -55,6 +59,72 @@ def describe(avatar: Avatar) -> str:
     if avatar.mode == "ft":
         return f"fine-tuned ({avatar.info.get('steps', '?')} steps) on {photos} photo(s)"
     return f"instant (feed-forward) from {photos} photo(s)"
+
+
+T = TypeVar("T")
+
+
+class SessionObjects(Generic[T]):
+    """Heavy per-session objects (the adapted person, the live driver), kept by the app rather
+    than in a ``gr.State``: once a session has closed, Gradio keeps its State values for an
+    hour (``STATE_TTL_WHEN_CLOSED`` in ``gradio/state_holder.py``) whatever ``time_to_live``
+    says, and an avatar holds its photos, crops and, after fine-tuning, a copy of G.
+
+    The session's ``gr.State`` holds only the small token ``put`` returns; ``get`` answers only
+    for that token, so a State reset to None (a new person, a new reference frame) finds
+    nothing. An object goes when its session ends (``release``, from the app's unload
+    handler), or, for a session that never ends (a client that never closes), once nothing
+    used it for ``time_to_live_s``: that is checked at each ``put``."""
+
+    def __init__(self, time_to_live_s: float, clock: Callable[[], float] = time.monotonic):
+        self.time_to_live_s = time_to_live_s
+        self._clock = clock
+        self._objects: dict[str, tuple[str, T, float]] = {}  # session -> (token, object, used)
+        self._tokens = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def put(self, session: str | None, value: T | None) -> str | None:
+        """Keep ``value`` as the session's object; returns the token for its ``gr.State``
+        (None, and nothing kept, without a session or a value)."""
+        if not session or value is None:
+            return None
+        with self._lock:
+            now = self._clock()
+            self._drop_unused(now)
+            token, kept, _ = self._objects.get(session, (None, None, 0.0))
+            if kept is not value:
+                token = str(next(self._tokens))
+            self._objects[session] = (token, value, now)
+            return token
+
+    def get(self, session: str | None, token: str | None) -> T | None:
+        """The session's object if ``token`` is the one ``put`` gave for it, else None."""
+        if not session or not token:
+            return None
+        with self._lock:
+            entry = self._objects.get(session)
+            if entry is None or entry[0] != token:
+                return None
+            self._objects[session] = (token, entry[1], self._clock())
+            return entry[1]
+
+    def release(self, session: str | None) -> None:
+        """The session ended: drop its object."""
+        with self._lock:
+            self._objects.pop(session or "", None)
+
+    def __contains__(self, session: str) -> bool:
+        with self._lock:
+            return session in self._objects
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._objects)
+
+    def _drop_unused(self, now: float) -> None:
+        for session in [session for session, (_, _, used) in self._objects.items()
+                        if now - used > self.time_to_live_s]:
+            del self._objects[session]
 
 
 class LatestFrames:

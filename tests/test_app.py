@@ -116,6 +116,36 @@ def test_a_second_motion_reuses_the_kept_avatar(served):
     assert "avatar reused: fine-tuned (2 steps) on 1 photo(s)" in fourth
 
 
+def test_the_end_of_a_session_frees_its_avatar(served):
+    """The adapted person lives in the app's own store, not in Gradio's session state (which
+    Gradio keeps for an hour after a session closes): the State holds a short token, and the
+    app's unload handler drops the avatar. (That the unload handler runs when a client closes
+    is test_isolation's test_files_go_when_the_session_ends.)"""
+    from types import SimpleNamespace
+
+    from gradio_client import Client, handle_file
+
+    demo, url = served
+    client = Client(url, verbose=False)  # a session of its own
+    client.predict([handle_file(EXAMPLE)], "preset", "talking", None, "ff", 100, True, "crop",
+                   False, api_name="/animate")
+    session = client.session_hash
+    assert session in demo.handlers.avatars
+    import app
+
+    assert demo.server_app.state_holder.capacity == app.STATE_SESSIONS  # not Gradio's 10,000
+    state = demo.server_app.state_holder.session_data[session].state_data
+    assert state and all(value is None or isinstance(value, (str, int))
+                         for value in state.values()), state
+    [unload] = [fn for fn in demo.fns.values() if any(t[1] == "unload" for t in fn.targets)]
+    unload.fn(SimpleNamespace(session_hash=session))
+    assert session not in demo.handlers.avatars and session not in demo.handlers.drivers
+    _, notes = client.predict([handle_file(EXAMPLE)], "preset", "talking", None, "ff", 100,
+                              True, "crop", False, api_name="/animate")
+    assert "avatar reused" not in notes  # its token now finds nothing: adapted again
+    client.close()
+
+
 def test_adapt_returns_an_avatar_file_that_animate_accepts(served, tmp_path):
     """/adapt -> one safetensors avatar file; /animate with only that file renders without
     adapting; a file that is not an avatar gets a message naming the problem."""
@@ -259,3 +289,28 @@ def test_frames_are_shown_while_a_request_runs(served, shared_data, tmp_path):
     # analysis (every tenth frame: 0 of 10), the FF preview, then two batches of 8 + 2
     assert shown[0] == clip_frame and shown[1:] == [crop, crop, crop]
     assert handlers.latest_frame(0, request)[1] == 0  # cleared once the video was served
+
+
+def test_the_live_driver_is_kept_per_session_and_freed_with_it(served, tmp_path):
+    """Webcam frames reuse one driver and avatar through their tokens; the end of the session
+    drops both."""
+    from types import SimpleNamespace
+
+    import cv2
+
+    from talking_heads.gradio_adapter import Handlers
+    from talking_heads.sessions import SessionFiles
+
+    demo, _ = served
+    handlers = Handlers(demo.animator, 0.4, SessionFiles(tmp_path))
+    request = SimpleNamespace(session_hash="s")
+    frame = cv2.cvtColor(cv2.imread(EXAMPLE), cv2.COLOR_BGR2RGB)
+    _, status, driver, kept = handlers.live(frame, [EXAMPLE], None, None, None, request)
+    assert status.startswith("frame 1:") and driver and kept
+    first = handlers.drivers.get("s", driver)
+    _, status, driver_again, kept_again = handlers.live(frame, [EXAMPLE], None, kept, driver,
+                                                         request)
+    assert status.startswith("frame 2:") and (driver_again, kept_again) == (driver, kept)
+    assert handlers.drivers.get("s", driver) is first
+    handlers.end_session(request)
+    assert len(handlers.drivers) == len(handlers.avatars) == 0

@@ -96,8 +96,9 @@ def test_request_folders_are_removed_and_files_expire(served, client, monkeypatc
 
 @pytest.mark.timeout(900)  # room for the background waits
 def test_files_go_when_the_session_ends(tmp_path):
-    """With a long expiry, a client's uploads and result are deleted as soon as it closes;
-    a photo another session still holds, and the app's own example, stay."""
+    """With a long expiry, a client's uploads and result, and its adapted person, are let go
+    as soon as it closes; a photo another session still holds, and the app's own example,
+    stay."""
     from gradio_client import Client, handle_file
 
     photo = tmp_path / "mine.jpg"  # same pixels as the example, different bytes
@@ -116,12 +117,15 @@ def test_files_go_when_the_session_ends(tmp_path):
         assert all(path.is_file() for path in held)
         example_copy = next(p for p in demo.session_files.held(two.session_hash)
                             if p.name == "astronaut.jpg")
+        assert one.session_hash in demo.handlers.avatars
         one.close()  # the heartbeat ends: Gradio runs the app's unload handler
         deadline = time.time() + BACKGROUND_WAIT_S
         while time.time() < deadline and any(p.is_file() for p in held if p.name != "shared.jpg"):
             time.sleep(0.2)
         gone = {path.name: not path.exists() for path in held}
         assert gone == {"mine.jpg": True, "talking-head.mp4": True, "shared.jpg": False}
+        # The same unload handler dropped its avatar first (Handlers.end_session).
+        assert one.session_hash not in demo.handlers.avatars
         two.close()
         deadline = time.time() + BACKGROUND_WAIT_S
         shared_copy = next(p for p in held if p.name == "shared.jpg")
