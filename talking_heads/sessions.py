@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -156,15 +158,24 @@ class SessionFiles:
     deleted as soon as the session ends (the tab is closed, or a ``gradio_client`` closes)
     rather than only when ``keep_files_s`` expires, which stays the backstop.
 
-    Gradio stores files by content, so two sessions uploading the same photo share one file:
-    it goes when the last of them ends. Files outside the cache folder and the app's own
-    examples (``protected``, compared by content) are never deleted.
+    Gradio stores files by content (``<cache>/<hash>/<name>``), so two sessions that upload
+    the same photo share one path: it goes when the last session holding it ends. Counting
+    holders is not enough, though: a session holds its uploads only once its handler runs,
+    and a new session may already have uploaded the same photo, replacing the file at that
+    path, when an old one ends. So each ``hold`` records which file it saw (``_identity``:
+    device, inode, modification time), and a file is deleted only if it is still that very
+    file: an upload replaces it with a new inode (written aside, renamed into place), and
+    ``save_file_to_cache`` touches a copy it hands out again. A replaced file is left to
+    ``keep_files_s``. Files outside the cache folder and the app's own examples
+    (``protected``, compared by content) are never deleted; nor are the hash folders, which
+    a concurrent upload may have just created for its file.
     """
 
     def __init__(self, cache_dir: str | Path, protected: list[str] = ()) -> None:
         self.cache_dir = Path(cache_dir).resolve()
         self._protected = {sha256(Path(path)) for path in protected} - {None}
         self._holders: dict[Path, set[str]] = {}
+        self._seen: dict[Path, tuple[int, int, int]] = {}  # the file each path was when held
         self._lock = threading.Lock()
 
     def hold(self, session: str | None, paths) -> None:
@@ -175,15 +186,21 @@ class SessionFiles:
             self._forget_expired()
             for path in paths:
                 resolved = Path(path).resolve()
-                if resolved.is_relative_to(self.cache_dir) and resolved != self.cache_dir:
-                    self._holders.setdefault(resolved, set()).add(session)
+                if not resolved.is_relative_to(self.cache_dir) or resolved == self.cache_dir:
+                    continue
+                seen = _identity(resolved)
+                if seen is None:  # already gone
+                    continue
+                self._holders.setdefault(resolved, set()).add(session)
+                self._seen[resolved] = seen
 
     def held(self, session: str) -> list[Path]:
         with self._lock:
             return [path for path, sessions in self._holders.items() if session in sessions]
 
     def release(self, session: str | None) -> list[Path]:
-        """The session ended: delete the files no other session holds; returns them.
+        """The session ended: delete the files no other session holds, if nobody has put
+        another copy there since they were held; returns the deleted ones.
 
         Deleting under the lock means no other session can register a file between the
         check that nobody holds it and its deletion."""
@@ -195,7 +212,7 @@ class SessionFiles:
                 sessions.discard(session)
                 if not sessions:
                     del self._holders[path]
-                    if self._delete(path):
+                    if self._delete(path, self._seen.pop(path)):
                         deleted.append(path)
             return deleted
 
@@ -204,15 +221,36 @@ class SessionFiles:
         never end, e.g. a client that never closes, do not grow ``_holders`` for ever."""
         for path in [path for path in self._holders if not path.exists()]:
             del self._holders[path]
+            del self._seen[path]
 
-    def _delete(self, path: Path) -> bool:
-        """Delete an orphaned file unless it is protected or already gone."""
-        if sha256(path) in self._protected or not path.is_file():
+    def _delete(self, path: Path, seen: tuple[int, int, int]) -> bool:
+        """Delete ``path`` if it is still the file that was held (``seen``), unless it is
+        protected. It is first renamed aside (atomic), then checked: an upload that replaced
+        it just before cannot be deleted between the check and the unlink, and is put back."""
+        if sha256(path) in self._protected:
             return False
-        path.unlink(missing_ok=True)
-        try:  # Gradio's per-file folder, named by the content hash
-            if path.parent != self.cache_dir:
-                path.parent.rmdir()
-        except OSError:
-            pass  # not empty: another file with the same content hash
-        return True
+        aside = path.with_name(f".{secrets.token_hex(8)}.deleting")
+        try:
+            os.rename(path, aside)
+        except OSError:  # gone already (expired), or not ours to move
+            return False
+        if _identity(aside) == seen:
+            aside.unlink(missing_ok=True)
+            return True
+        try:  # another session's copy (same content): back in place, unless a newer one is
+            os.link(aside, path)
+        except FileExistsError:
+            pass
+        except OSError:  # no hard links here: move it back instead
+            os.replace(aside, path)
+        aside.unlink(missing_ok=True)
+        return False
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    """Which file ``path`` is now (device, inode, modification time), None if none."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino, stat.st_mtime_ns

@@ -243,6 +243,8 @@ def test_readme_front_matter_configures_the_space():
 def test_session_files_forget_expired_files_and_delete_orphans(tmp_path):
     """Files Gradio's expiry already deleted are dropped from the book-keeping (a session that
     never ends must not grow it for ever); a release deletes only what nobody else holds."""
+    import os
+
     import app
 
     cache = tmp_path / "cache"
@@ -259,7 +261,8 @@ def test_session_files_forget_expired_files_and_delete_orphans(tmp_path):
     assert files.held("never-ends") == [shared.resolve()]
     assert files.release("never-ends") == []  # "other" still holds it
     assert files.release("other") == [shared.resolve()]
-    assert not shared.exists() and not (cache / "b").exists()
+    assert not shared.exists() and os.listdir(cache / "b") == []  # the folder stays: an
+    # upload of the same content may have just created it for its own file
     assert files.held("other") == []
 
 
