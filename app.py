@@ -20,6 +20,9 @@ from gradio.utils import get_upload_folder  # noqa: E402
 
 from talking_heads import presets  # noqa: E402
 from talking_heads.gradio_adapter import Handlers  # noqa: E402
+# The values the handlers check themselves (the field named in every message):
+from talking_heads.gradio_fields import (CheckedDropdown, CheckedRadio,  # noqa: E402
+                                         CheckedSlider)
 from talking_heads.limits import Limits  # noqa: E402
 from talking_heads.pipeline import Animator  # noqa: E402
 from talking_heads.previews import write_previews  # noqa: E402
@@ -116,13 +119,13 @@ def build_demo(animator: Animator, max_seconds: float | None = None) -> gr.Block
                                                 "Adapt or a previous render)",
                                                 file_types=[".safetensors"],
                                                 elem_id="avatar-in")
-                        driving_source = gr.Radio([("Preset motion", "preset"),
+                        driving_source = CheckedRadio([("Preset motion", "preset"),
                                                    ("Uploaded video", "video")],
                                                   value="preset", label="Driving motion",
                                                   elem_id="driving-source")
                         with gr.Column(variant="compact") as preset_row:
                             with gr.Row(equal_height=True):
-                                preset = gr.Dropdown([(f"{name}: {text}", name)
+                                preset = CheckedDropdown([(f"{name}: {text}", name)
                                                       for name, text in descriptions.items()],
                                                      value="talking", label="Preset", scale=3,
                                                      min_width=160, elem_id="preset")
@@ -140,19 +143,21 @@ def build_demo(animator: Animator, max_seconds: float | None = None) -> gr.Block
                                                  f"first {max_seconds:g} s)",
                                                  sources=["upload"], visible=False,
                                                  elem_id="driving-video")
-                        mode = gr.Radio([("Instant (feed-forward)", "ff"), ("Fine-tune", "ft")],
-                                        value="ff", label="Mode", elem_id="mode")
-                        steps = gr.Slider(limits.min_ft_steps, limits.max_ft_steps,
-                                          value=min(100, limits.max_ft_steps), step=1,
-                                          label="Fine-tuning steps")
+                        mode = CheckedRadio([("Instant (feed-forward)", "ff"),
+                                             ("Fine-tune", "ft")],
+                                            value="ff", label="Mode", elem_id="mode")
+                        steps = CheckedSlider(limits.min_ft_steps, limits.max_ft_steps,
+                                              value=min(100, limits.max_ft_steps), step=1,
+                                              label="Fine-tuning steps")
                         relative = gr.Checkbox(True, label="Relative motion (keep this face's "
                                                "shape; move it like the driver)")
-                        framing = gr.Radio([("Paste into the photo", "photo"),
-                                            ("Face crop only", "crop")], value="photo",
-                                           label="Output")
-                        layout = gr.Radio([("Result only", "result"),
-                                           ("Side by side with the motion", "side_by_side")],
-                                          value="result", label="Layout", elem_id="layout")
+                        framing = CheckedRadio([("Paste into the photo", "photo"),
+                                                ("Face crop only", "crop")], value="photo",
+                                               label="Output")
+                        layout = CheckedRadio([("Result only", "result"),
+                                               ("Side by side with the motion",
+                                                "side_by_side")],
+                                              value="result", label="Layout", elem_id="layout")
                         label = gr.Checkbox(True, label="Visible 'SYNTHETIC' label")
                         with gr.Row():
                             adapt_button = gr.Button("Adapt only (avatar file)",
@@ -195,7 +200,7 @@ def build_demo(animator: Animator, max_seconds: float | None = None) -> gr.Block
         photos.change(handlers.detect, photos, faces, api_name="detect", concurrency_id=HEAVY)
         examples.select(_use_example, None, inputs, api_visibility="private", queue=False,
                         show_progress="hidden")
-        preset.change(lambda name: str(previews.get(name, previews["talking"])), preset,
+        preset.change(lambda name: str(previews.get(str(name), previews["talking"])), preset,
                       preview, api_visibility="private", queue=False, show_progress="hidden")
         names = list(previews)
 

@@ -84,6 +84,45 @@ def test_errors_reach_the_caller(client, tmp_path):
     assert "'Upload" not in str(error.value)  # the app's own message, not wrapped again
 
 
+def test_values_out_of_range_are_named_with_what_is_allowed(served, client):
+    """Gradio's own slider, radio and dropdown checks would answer first, naming no field
+    ("Value 5000 is greater than maximum value ..."); the app's fields pass the value to the
+    handlers, whose checks name the field and the values it accepts. The page still draws a
+    plain slider, radio and dropdown."""
+    import re
+
+    from gradio_client import handle_file
+
+    demo, _ = served
+    top = demo.animator.limits.max_ft_steps
+    photo = [handle_file(EXAMPLE)]
+    sent = {"steps": ("preset", "talking", None, "ft", 5000, True, "crop", False),
+            "preset": ("preset", "dance", None, "ff", 100, True, "crop", False),
+            "mode": ("preset", "talking", None, "fast", 100, True, "crop", False),
+            "framing": ("preset", "talking", None, "ff", 100, True, "full", False),
+            "driving_source": ("webcam", "talking", None, "ff", 100, True, "crop", False),
+            "layout": ("preset", "talking", None, "ff", 100, True, "crop", False, "wide")}
+    expected = {
+        "steps": f"steps (fine-tuning steps) must be a whole number from 1 to {top} (got 5000)",
+        "preset": "preset must be one of 'talking', 'talking_animated', 'smiling', "
+                  "'expressions', 'nodding', 'turning' (got 'dance')",
+        "mode": "mode must be one of 'ff' (feed-forward), 'ft' (fine-tuning) (got 'fast')",
+        "framing": "framing must be one of 'photo' (pasted into the photo), 'crop' (the face "
+                   "crop only) (got 'full')",
+        "driving_source": "driving_source must be one of 'preset' (a preset motion), 'video' "
+                          "(an uploaded driving video) (got 'webcam')",
+        "layout": "layout must be one of result, side_by_side, got 'wide'"}
+    for field, values in sent.items():
+        with pytest.raises(Exception, match=re.escape(expected[field])):
+            client.predict(photo, *values, api_name="/animate")
+    with pytest.raises(Exception, match=re.escape(f"from 1 to {top} (got 0)")):
+        client.predict(photo, "ft", 0, api_name="/adapt")
+    drawn = {c["props"]["label"]: c["type"] for c in demo.config["components"]
+             if c["type"] in ("slider", "radio", "dropdown")}
+    assert drawn == {"Driving motion": "radio", "Preset": "dropdown", "Mode": "radio",
+                     "Fine-tuning steps": "slider", "Output": "radio", "Layout": "radio"}
+
+
 def test_every_public_event_has_an_api_name(served, client):
     demo, _ = served
     for dependency in demo.config["dependencies"]:

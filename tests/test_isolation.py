@@ -172,13 +172,15 @@ def test_limits_hold_whatever_the_api_caller_sends(served, client, tmp_path):
     from gradio_client import handle_file
 
     photo = handle_file(EXAMPLE)
-    # Gradio checks the slider's range itself; the pipeline checks again (test_bad_input).
-    with pytest.raises(Exception, match="greater than maximum value 50"):
+    # The app checks the range (named messages: test_app); the pipeline checks again
+    # (test_bad_input).
+    with pytest.raises(Exception, match=r"steps \(fine-tuning steps\) must be a whole number "
+                       r"from 1 to 50 \(got 5000\)"):
         client.predict([photo], "preset", "talking", None, "ft", 5000, True, "crop", True,
                        api_name="/animate")
     with pytest.raises(Exception, match="Upload between 1 and 8 photos"):
         client.predict([handle_file(EXAMPLE) for _ in range(9)], *ARGS, api_name="/animate")
-    with pytest.raises(Exception, match="not in the list of choices"):
+    with pytest.raises(Exception, match="preset must be one of .* \\(got '../../etc/passwd'\\)"):
         client.predict([photo], "preset", "../../etc/passwd", None, "ff", 10, True, "crop",
                        True, api_name="/animate")
     from talking_heads import video
