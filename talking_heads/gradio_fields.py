@@ -8,6 +8,9 @@ draws a plain slider, radio or dropdown, and the API describes them as before), 
 what the caller sent through unchanged, so that ``inputs.check_request`` /
 ``check_adapt_request`` (and ``AnimateOptions`` for the layout) answer, naming the field and
 the values it accepts. A handler that takes one of these must check it before using it.
+
+(Gradio writes a ``gradio_fields.pyi`` stub beside this file when it is imported, as for any
+module that defines a component; it is not kept in git.)
 """
 
 from __future__ import annotations
