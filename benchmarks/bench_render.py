@@ -27,6 +27,7 @@ from talking_heads.landmarks.align import crop_transform
 from talking_heads.landmarks.detector import get_detector
 from talking_heads.landmarks.rasterize import rasterize
 from talking_heads.models import Sources
+from talking_heads.precision import inference_autocast, render_precision
 from talking_heads.video import iter_frames
 
 DRIVING_CLIP = "clips/styletalk__happyenglish_clip2.mp4"  # dev split, 256x256, 30 fps
@@ -65,9 +66,10 @@ def _render(model, person: Person, points_in_crop: np.ndarray, batch: int) -> np
             chunk = points_in_crop[start:start + batch]
             y = image_to_tensor(np.stack([rasterize(p, size) for p in chunk]))  # (B, 3, S, S)
             sources = Sources.shared(person.x, person.y, person.points, len(chunk))
-            out.append(tensor_to_image(model.generator(
-                y, person.psi.expand(len(chunk), -1),
-                torch.from_numpy(np.asarray(chunk, np.float32)), sources)))
+            with inference_autocast(person.x.device):  # as the app renders
+                out.append(tensor_to_image(model.generator(
+                    y, person.psi.expand(len(chunk), -1),
+                    torch.from_numpy(np.asarray(chunk, np.float32)), sources)))
     return np.concatenate(out)
 
 
@@ -142,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         "fps_best_batch": round(plain[best_batch], 2),
         "fps_with_detection_batch1": round(detected[1], 2),
         "fps_with_detection_best_batch": round(detected[best_batch], 2),
+        "precision": render_precision(torch.device("cpu")),
         "load_average_start": load_start})
     return 0
 

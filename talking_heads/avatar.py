@@ -35,6 +35,7 @@ from talking_heads.images import bgr_to_rgb, image_to_tensor, rgb_to_bgr, to_rgb
 from talking_heads.landmarks.align import CropTransform, crop_transform
 from talking_heads.landmarks.rasterize import rasterize
 from talking_heads.models import Generator, ProjectionDiscriminator, Sources, TalkingHeadModel
+from talking_heads.precision import inference_autocast
 from talking_heads.weights import weights_digest as digest_of
 
 Progress = Callable[[float, str], None]
@@ -184,7 +185,9 @@ class Avatar:
                 raise ValueError("this model warps the photos: render needs the target points")
             points = torch.as_tensor(np.asarray(points, np.float32), device=device)
             sources = Sources.shared(*self.source_tensors(), batch=y.shape[0])
-        return self.generator(y, self.psi.expand(y.shape[0], -1), points, sources)
+        with inference_autocast(device):  # bf16 networks where native (``precision``)
+            out = self.generator(y, self.psi.expand(y.shape[0], -1), points, sources)
+        return out.float()
 
     def source_tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The T source crops and landmark images (T, 3, S, S) and points (T, 68, 2) on the

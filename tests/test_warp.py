@@ -205,3 +205,114 @@ def test_finetuning_the_warp_design_on_one_and_two_photos_changes_it():
         assert changed, "fine-tuning left every generator weight unchanged"
     with pytest.raises(ValueError, match="points"):
         run_finetune(model, frames[:1], landmarks[:1], 1, config=config, content=content)
+
+
+def test_the_heads_as_one_convolution_equal_the_three_convolutions():
+    torch.manual_seed(0)
+    generator = WarpGenerator(ModelConfig.tiny_warp()).eval()  # eval: sigma estimate fixed
+    for head in (generator.flow_head, generator.mask_head):  # away from their zero start
+        torch.nn.init.normal_(head.weight, std=0.1)
+    features = torch.randn(2, generator.decoder.out_channels, 8, 8)
+    with torch.no_grad():
+        fused = generator.heads(features)
+        apart = torch.cat([generator.decoder.out_conv(features), generator.flow_head(features),
+                           generator.mask_head(features)], dim=1)
+    torch.testing.assert_close(fused, apart)
+
+
+def test_the_warp_geometry_stays_float32_under_bf16_autocast():
+    """Under the app's bf16 rendering only the networks drop precision: an untrained model
+    (zero flow) still renders the closed-form warp at float32 accuracy where the mask is
+    closed, so the output's warped layer equals the float32 warp exactly."""
+    cfg = ModelConfig.tiny_warp()
+    torch.manual_seed(0)
+    model = TalkingHeadModel(cfg).eval()
+    size = cfg.image_size
+    source = torch.from_numpy(_face_points(size))[None]
+    target = source + torch.tensor([1.5, -1.0])
+    image = torch.rand(1, 3, size, size) * 2 - 1
+    y = image_to_tensor(rasterize(target[0].numpy(), size))[None]
+    sources = Sources.shared(image, image.clone(), source, batch=1)
+    psi = torch.zeros(1, model.generator.psi_dim)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        layers = model.generator.layers(y, psi, target, sources, with_base=True)
+    assert layers.warped.dtype == torch.float32 and layers.image.dtype == torch.float32
+    with torch.no_grad():
+        expected = sample(image, resample_grid(tps_grid(target, source, size, cfg.warp_grid),
+                                               size))
+    torch.testing.assert_close(layers.base, expected)
+    torch.testing.assert_close(layers.warped, expected)  # the flow head starts at zero
+
+
+def test_a_pooled_sampler_draws_only_pairs_made_once():
+    size = 32
+    frames = torch.stack([torch.full((3, size, size), float(i) / 4) for i in range(3)])
+    points = torch.stack([torch.from_numpy(_face_points(size, i)) for i in range(3)])
+    pairs = PairSampler(frames, points, seed=0, pool=6)
+    pool = pairs.pool
+    assert pool.images.shape[0] == 6
+    # the targets cycle through the photos: each photo is the target of two pool rows
+    assert [round(float(t.mean()) * 4) for t in pool.images] == [0, 1, 2, 0, 1, 2]
+    for _ in range(4):
+        batch = pairs.draw(2)
+        rows = pairs.last_indices
+        assert len(set(rows.tolist())) == 2
+        torch.testing.assert_close(batch.images, pool.images[rows])
+        torch.testing.assert_close(batch.points, pool.points[rows])
+        for target, own in zip(batch.images, batch.sources.images):  # never its own source
+            assert all(abs(float(s.mean()) - float(target.mean())) > 0.1 for s in own)
+    with pytest.raises(ValueError, match="pool"):
+        PairSampler(frames, points, pool=0)
+
+
+def test_finetuning_from_a_feature_pool_with_a_frozen_encoder():
+    """The pooled path of run_finetune: the content loss is given the pool's own features
+    (``terms_against``), and the frozen encoder is left exactly as it was."""
+    from talking_heads.training.config import FinetuneConfig
+    from talking_heads.training.finetune import run_finetune
+
+    cfg = ModelConfig.tiny_warp()
+    torch.manual_seed(0)
+    model = TalkingHeadModel(cfg)
+    size = cfg.image_size
+    points = torch.from_numpy(_face_points(size))[None]
+    frames = torch.rand(1, 3, size, size) * 2 - 1
+    landmarks = image_to_tensor(rasterize(points[0].numpy(), size))[None]
+    content = ReferenceContent()
+    config = FinetuneConfig(batch_size=2, content_face=False, feature_pool=4,
+                            train_encoder=False)
+    result = run_finetune(model, frames, landmarks, 3, discriminator=ProjectionDiscriminator(cfg, 1),
+                          config=config, content=content, points=points)
+    assert result.steps == 3
+    assert content.references == 1 and content.against == 3 and content.direct == 0
+    before = dict(model.generator.named_parameters())
+    for name, p in result.generator.generator.named_parameters():
+        if name.startswith("encoder."):
+            assert torch.equal(p, before[name]), name
+    assert any(not torch.equal(p, before[name]) for name, p
+               in result.generator.generator.named_parameters() if name.startswith("decoder."))
+
+
+class ReferenceContent(torch.nn.Module):
+    """An L1 stand-in for L_CNT with ContentLoss's reference interface, counting its calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.references = self.against = self.direct = 0
+
+    def reference(self, x):
+        from talking_heads.perceptual import ContentReference
+
+        self.references += 1
+        return ContentReference(vgg=[x.detach().clone()], face=[], shape=tuple(x.shape))
+
+    def terms_against(self, x_hat, reference):
+        from talking_heads.perceptual import ContentTerms
+
+        self.against += 1
+        return ContentTerms(vgg=(x_hat - reference.vgg[0]).abs().mean(),
+                            face=torch.zeros(()))
+
+    def forward(self, x_hat, x):
+        self.direct += 1
+        return (x_hat - x).abs().mean()

@@ -18,6 +18,7 @@ import torch
 
 from talking_heads.images import image_to_tensor, tensor_to_image
 from talking_heads.models import ProjectionDiscriminator, Sources, TalkingHeadModel
+from talking_heads.precision import inference_autocast
 
 # (landmark images uint8 (B, S, S, 3), points (B, 68, 2) in crop px) -> images (B, S, S, 3)
 Renderer = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -65,7 +66,8 @@ class ModelReenactor:
                     p = torch.as_tensor(np.asarray(points[start:start + self.batch_size],
                                                    np.float32), device=self.device)
                     batch = Sources.shared(*sources, batch=len(y))
-                    outputs.append(tensor_to_image(generate(y.to(self.device), p, batch)))
+                    with inference_autocast(self.device):  # as the app renders
+                        outputs.append(tensor_to_image(generate(y.to(self.device), p, batch)))
             return np.concatenate(outputs)  # (B, S, S, 3)
         return render
 

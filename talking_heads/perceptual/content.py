@@ -32,6 +32,22 @@ class ContentTerms:
         return self.vgg + self.face
 
 
+@dataclass
+class ContentReference:
+    """Features of real images (B, 3, H, W) for L_CNT: VGG16 and face-network layers."""
+
+    vgg: list[torch.Tensor]
+    face: list[torch.Tensor]
+    shape: tuple[int, ...]
+
+    def select(self, rows) -> "ContentReference":
+        """The references of batch rows ``rows`` (a sequence or tensor of indices)."""
+        index = torch.as_tensor(rows, dtype=torch.long)
+        pick = lambda layers: [layer[index.to(layer.device)] for layer in layers]  # noqa: E731
+        return ContentReference(vgg=pick(self.vgg), face=pick(self.face),
+                                shape=(len(index), *self.shape[1:]))
+
+
 def layerwise_l1(fake: list[torch.Tensor], real: list[torch.Tensor]) -> torch.Tensor:
     """Sum over layers of the mean absolute activation difference (real is a target)."""
     return torch.stack([F.l1_loss(f, r.detach()) for f, r in zip(fake, real)]).sum()
@@ -56,19 +72,28 @@ class ContentLoss(nn.Module):
     def train(self, mode: bool = True) -> "ContentLoss":
         return super().train(False)  # frozen feature nets stay in inference mode
 
+    @torch.no_grad()
+    def reference(self, x: torch.Tensor) -> ContentReference:
+        """The real images' features (computed once; fine-tuning reuses them every step)."""
+        return ContentReference(vgg=self.vgg(x),
+                                face=self.face(x)[0] if self.face is not None else [],
+                                shape=tuple(x.shape))
+
+    def terms_against(self, x_hat: torch.Tensor, reference: ContentReference) -> ContentTerms:
+        """L_CNT terms of x-hat against features from ``reference``."""
+        if tuple(x_hat.shape) != reference.shape:
+            raise ValueError(f"shape mismatch {tuple(x_hat.shape)} vs {reference.shape}")
+        vgg = self.weights.vgg * layerwise_l1(self.vgg(x_hat), reference.vgg)
+        face = torch.zeros((), device=x_hat.device, dtype=vgg.dtype)
+        if self.face is not None:
+            fake_face, _ = self.face(x_hat)
+            face = self.weights.face * layerwise_l1(fake_face, reference.face)
+        return ContentTerms(vgg=vgg, face=face)
+
     def terms(self, x_hat: torch.Tensor, x: torch.Tensor) -> ContentTerms:
         if x_hat.shape != x.shape:
             raise ValueError(f"shape mismatch {tuple(x_hat.shape)} vs {tuple(x.shape)}")
-        with torch.no_grad():
-            real_vgg = self.vgg(x)
-        vgg = self.weights.vgg * layerwise_l1(self.vgg(x_hat), real_vgg)
-        face = torch.zeros((), device=x.device, dtype=vgg.dtype)
-        if self.face is not None:
-            with torch.no_grad():
-                real_face, _ = self.face(x)
-            fake_face, _ = self.face(x_hat)
-            face = self.weights.face * layerwise_l1(fake_face, real_face)
-        return ContentTerms(vgg=vgg, face=face)
+        return self.terms_against(x_hat, self.reference(x))
 
     def forward(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.terms(x_hat, x).total

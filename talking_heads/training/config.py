@@ -115,6 +115,10 @@ class FinetuneConfig:
     adversarial: bool = True                # L_ADV + hinge D; False = content loss only
     amp: str = "auto"                       # as in TrainConfig
     seed: int = 0                           # frame sampling seed
+    feature_pool: int | None = None         # warp design: draw targets from this many augmented
+                                            # pairs made once, their L_CNT features computed once
+    train_encoder: bool = True              # False: G's landmark encoder stays frozen (no
+                                            # backward through it; psi', decoder, heads train)
 
     @classmethod
     def for_model(cls, model: ModelConfig) -> "FinetuneConfig":

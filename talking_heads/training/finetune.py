@@ -26,7 +26,7 @@ from talking_heads.models import (AdaptedGenerator, FinetuneDiscriminator,
                                   ProjectionDiscriminator, TalkingHeadModel)
 from talking_heads.training.config import FinetuneConfig
 from talking_heads.training.steps import (Generated, StepLosses, StepParts, adversarial_step,
-                                          build_content_loss)
+                                          build_content_loss, resize_for_content)
 
 Progress = Callable[[float, str], None]
 EarlyStop = Callable[[int, StepLosses], bool]
@@ -97,6 +97,8 @@ def run_finetune(model: TalkingHeadModel, frames: torch.Tensor, landmarks: torch
         e_new = model.eval().embed(frames[None], landmarks[None])  # (1, N)
         model.train(was_training)
     adapted = AdaptedGenerator(copy.deepcopy(model.generator), e_new).train()
+    if not config.train_encoder:  # y's encoder is person-generic: no backward through it
+        adapted.generator.encoder.requires_grad_(False)
     content_only = discriminator is None or not config.adversarial
     judge = None
     if not content_only:
@@ -109,7 +111,7 @@ def run_finetune(model: TalkingHeadModel, frames: torch.Tensor, landmarks: torch
         generate=lambda: Generated(adapted(*step_batch[0])),
         judge=judge, discriminate=judge,
         disc_params=[] if judge is None else list(judge.parameters()),
-        opt_g=torch.optim.Adam(adapted.parameters(), lr=config.lr_g, betas=config.betas),
+        opt_g=torch.optim.Adam([p for p in adapted.parameters() if p.requires_grad], lr=config.lr_g, betas=config.betas),
         opt_d=None if judge is None else torch.optim.Adam(judge.parameters(), lr=config.lr_d,
                                                           betas=config.betas))
     if content_only and discriminator is None:
@@ -122,8 +124,15 @@ def run_finetune(model: TalkingHeadModel, frames: torch.Tensor, landmarks: torch
     if needs_sources:
         from talking_heads.training.pairs import PairSampler
 
-        pairs = PairSampler(frames, points.to(device), seed=config.seed)
+        pairs = PairSampler(frames, points.to(device), seed=config.seed,
+                            pool=config.feature_pool)
         batch = config.batch_size if count == 1 else batch
+    step_content = content
+    if pairs is not None and pairs.pool is not None and hasattr(content, "reference"):
+        # The pool's real features, once: each step's L_CNT then runs the networks on x-hat only.
+        references = content.reference(resize_for_content(pairs.pool.images, config.content_size))
+        step_content = lambda fake, real: content.terms_against(  # noqa: E731
+            fake, references.select(pairs.last_indices)).total
     for step in range(steps):
         if pairs is not None:
             drawn = pairs.draw(batch)
@@ -134,7 +143,7 @@ def run_finetune(model: TalkingHeadModel, frames: torch.Tensor, landmarks: torch
             idx = torch.randperm(count, generator=generator)[:batch].to(device)
             real, y = frames[idx], landmarks[idx]
             step_batch[0] = (y,)
-        losses = adversarial_step(parts, real, y, content, weights,
+        losses = adversarial_step(parts, real, y, step_content, weights,
                                   config.d_steps, config.content_size, config.amp)
         history.append(losses)
         report((step + 1) / steps, f"fine-tuning step {step + 1}/{steps}: "

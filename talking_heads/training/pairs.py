@@ -57,13 +57,19 @@ def augment(image: np.ndarray, points: np.ndarray, rng: np.random.Generator,
 
 
 class PairSampler:
-    """Draws ``PairBatch``es from T crops (T, 3, S, S) in [-1, 1] and points (T, 68, 2)."""
+    """Draws ``PairBatch``es from T crops (T, 3, S, S) in [-1, 1] and points (T, 68, 2).
+
+    ``pool`` None: every draw augments afresh. ``pool`` N: N pairs are drawn once (the targets
+    cycle through the T photos) and every draw picks from them, so that the fine-tuning loop
+    can compute the targets' content features once (``draw`` returns the pool indices)."""
 
     def __init__(self, frames: torch.Tensor, points: torch.Tensor, seed: int = 0,
-                 limits: AugmentRange = AugmentRange()) -> None:
+                 limits: AugmentRange = AugmentRange(), pool: int | None = None) -> None:
         if frames.dim() != 4 or points.shape != (frames.shape[0], 68, 2):
             raise ValueError(f"expected (T, 3, S, S) crops and (T, 68, 2) points, got "
                              f"{tuple(frames.shape)}, {tuple(points.shape)}")
+        if pool is not None and pool < 1:
+            raise ValueError(f"pool must be at least 1, got {pool}")
         self.frames, self.points = frames, points.float()
         self.crops = tensor_to_image(frames)  # uint8 (T, S, S, 3)
         self.landmarks = image_to_tensor(np.stack([rasterize(p, frames.shape[-1])
@@ -71,11 +77,35 @@ class PairSampler:
         self.landmarks = self.landmarks.to(frames.device)
         self.rng = np.random.default_rng(seed)
         self.limits = limits
+        count = frames.shape[0]
+        self.pool = None if pool is None else self.make(np.arange(pool) % count)
+        self.last_indices: np.ndarray | None = None  # pool rows of the last draw
 
     def draw(self, batch: int) -> PairBatch:
-        count, size, device = self.frames.shape[0], self.frames.shape[-1], self.frames.device
+        count = self.frames.shape[0]
+        if self.pool is not None:
+            size = len(self.pool.images)
+            rows = (self.rng.permutation(size)[:batch] if batch <= size
+                    else self.rng.integers(size, size=batch))
+            self.last_indices = rows
+            return self.take(rows)
         chosen = (self.rng.permutation(count)[:batch] if batch <= count
                   else self.rng.integers(count, size=batch))
+        return self.make(chosen)
+
+    def take(self, rows: np.ndarray) -> PairBatch:
+        """Rows of the pool as a batch."""
+        pool, index = self.pool, torch.as_tensor(rows, device=self.frames.device)
+        s = pool.sources
+        if s.shared_by_batch:
+            sources = Sources.shared(self.frames, self.landmarks, self.points, len(rows))
+        else:
+            sources = Sources(s.images[index], s.landmarks[index], s.points[index])
+        return PairBatch(pool.images[index], pool.landmarks[index], pool.points[index], sources)
+
+    def make(self, chosen: np.ndarray) -> PairBatch:
+        """Freshly augmented targets of the photos ``chosen`` with their sources."""
+        count, size, device = self.frames.shape[0], self.frames.shape[-1], self.frames.device
         images, points = [], []
         for j in chosen:
             image, moved = augment(self.crops[j], self.points[j].cpu().numpy(), self.rng,
