@@ -194,3 +194,30 @@ def test_config_round_trips_and_rejects_unknown_fields(name: str) -> None:
         ModelConfig.from_dict({**cfg.to_dict(), "mystery": 1})
     with pytest.raises(ValueError):
         ModelConfig.preset("huge")
+
+
+def test_pooled_and_upsampled_convolutions_are_the_plain_ones():
+    """The cheaper orderings in ResBlockDown and AdaResBlockUp compute the same function (and
+    so the same gradients) as conv-then-pool and upsample-then-conv."""
+    import torch.nn.functional as F
+
+    from talking_heads.models.layers import conv3x3_then_avgpool, upsample_then_conv3x3
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 8, 6, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(7, 5, 3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(7, dtype=torch.float64)
+    pairs = [
+        (conv3x3_then_avgpool(x, weight, bias),
+         F.avg_pool2d(F.conv2d(x, weight, bias, padding=1), 2)),
+        (upsample_then_conv3x3(x, weight, bias),
+         F.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"), weight, bias, padding=1)),
+    ]
+    for fast, plain in pairs:
+        assert fast.shape == plain.shape
+        torch.testing.assert_close(fast, plain)
+        probe = torch.randn_like(plain)
+        grads = torch.autograd.grad((fast * probe).sum(), (x, weight))
+        expected = torch.autograd.grad((plain * probe).sum(), (x, weight))
+        for got, want in zip(grads, expected):
+            torch.testing.assert_close(got, want)

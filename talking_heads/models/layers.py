@@ -117,11 +117,14 @@ class ResBlockDown(nn.Module):
             h = F.relu(self.norm1(h) if self.norm1 is not None else h)
         h = self.conv1(h)
         h = F.relu(self.norm2(h) if self.norm2 is not None else h)
-        h = self.conv2(h)
-        s = self.skip(x) if self.skip is not None else x
-        if self.downsample:
-            h, s = F.avg_pool2d(h, 2), F.avg_pool2d(s, 2)
-        return h + s
+        if not self.downsample:
+            s = self.skip(x) if self.skip is not None else x
+            return self.conv2(h) + s
+        # avgpool(conv3x3(h)) and avgpool(conv1x1(x)), computed as the same linear maps in
+        # the cheaper order: one stride-2 4x4 convolution, and the 1x1 after the pooling.
+        h = conv3x3_then_avgpool(h, self.conv2.weight, self.conv2.bias)
+        s = F.avg_pool2d(x, 2)
+        return h + (self.skip(s) if self.skip is not None else s)
 
 
 class AdaResBlock(nn.Module):
@@ -152,11 +155,54 @@ class AdaResBlockUp(nn.Module):
         self.skip = sn_conv(in_ch, out_ch, 1)
 
     def forward(self, x: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
-        h = F.interpolate(F.relu(self.norm1(x, psi)), scale_factor=2.0, mode="nearest")
-        h = self.conv1(h)
+        # conv3x3(up(.)) and conv1x1(up(x)) with nearest 2x upsampling, computed as the same
+        # linear maps in the cheaper order (``upsample_then_conv3x3``; the 1x1 before the
+        # upsampling, which commutes with it).
+        h = upsample_then_conv3x3(F.relu(self.norm1(x, psi)), self.conv1.weight, self.conv1.bias)
         h = self.conv2(F.relu(self.norm2(h, psi)))
-        s = self.skip(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        s = F.interpolate(self.skip(x), scale_factor=2.0, mode="nearest")
         return h + s
+
+
+def conv3x3_then_avgpool(x: torch.Tensor, weight: torch.Tensor,
+                         bias: torch.Tensor | None) -> torch.Tensor:
+    """``avg_pool2d(conv2d(x, weight, bias, padding=1), 2)`` as one stride-2 convolution.
+
+    Both are linear: averaging the 3x3 kernel's four placements in a 2x2 window gives a 4x4
+    kernel, evaluated only at the kept positions (4 instead of 9 multiply-adds per input
+    pixel and output channel). Same function, same gradients; x (B, C, H, W) with even H, W."""
+    kernel = weight.new_zeros(*weight.shape[:2], 4, 4)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            kernel[:, :, dy:dy + 3, dx:dx + 3] += weight
+    return F.conv2d(x, kernel * 0.25, bias, stride=2, padding=1)
+
+
+def _nearest_up_taps(weight: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Along ``dim`` (a kernel axis of length 3), the two-tap kernels that a 3-tap kernel
+    becomes on a 2x nearest-upsampled input, for even and odd output positions: even ones
+    read low-res rows (i - 1, i) with taps (w0, w1 + w2), odd ones (i, i + 1) with
+    (w0 + w1, w2)."""
+    w0, w1, w2 = weight.unbind(dim)
+    return (torch.stack([w0, w1 + w2], dim), torch.stack([w0 + w1, w2], dim))
+
+
+def upsample_then_conv3x3(x: torch.Tensor, weight: torch.Tensor,
+                          bias: torch.Tensor | None) -> torch.Tensor:
+    """``conv2d(interpolate(x, scale_factor=2, mode="nearest"), weight, bias, padding=1)``
+    without making the upsampled map: each of the four output phases (even/odd row and
+    column) is a 2x2 convolution of x itself (16 instead of 36 multiply-adds per low-res
+    pixel), then the phases are interleaved. Same function, same gradients; zero padding
+    of the upsampled map is zero padding of x."""
+    height, width = x.shape[-2:]
+    padded = F.pad(x, (1, 1, 1, 1))
+    phases = []
+    for row, row_taps in enumerate(_nearest_up_taps(weight, 2)):
+        columns = [F.conv2d(padded[:, :, row:row + height + 1, col:col + width + 1], taps, bias)
+                   for col, taps in enumerate(_nearest_up_taps(row_taps, 3))]
+        phases.append(torch.stack(columns, dim=-1))  # (B, O, H, W, 2): column phase last
+    out = torch.stack(phases, dim=-3)  # (B, O, H, 2, W, 2): row phase before W
+    return out.reshape(*out.shape[:2], 2 * height, 2 * width)
 
 
 def resample(image: torch.Tensor, size: int) -> torch.Tensor:
