@@ -97,26 +97,20 @@ def run_clip(path: Path, limits, detector=None) -> None:
 
 
 _AVATAR_MODEL = []
+AVATAR_MODEL = CORPUS / "avatar_model"  # config.json + model.safetensors, committed
 
 
 def avatar_model():
-    """The seeded tiny model the seed avatars were made with, and its weights digest."""
-    if not _AVATAR_MODEL:
-        import torch
+    """The tiny model the seed avatars were made with, and its weights digest.
 
+    It is committed beside the seeds rather than re-made from a seed: an avatar file names
+    its weights by digest, and a seeded initialisation is not bit-identical across CPUs (an
+    AMD host and an Intel one gave different weights from ``torch.manual_seed(0)``)."""
+    if not _AVATAR_MODEL:
         from talking_heads.avatar import digest_of
-        from talking_heads.config import ModelConfig
         from talking_heads.models import TalkingHeadModel
 
-        # The initial weights depend on torch's thread count (measured: 1 thread and 2 give
-        # other digests), so they are always made with one thread.
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            torch.manual_seed(0)
-            model = TalkingHeadModel(ModelConfig.tiny()).eval()
-        finally:
-            torch.set_num_threads(threads)
+        model = TalkingHeadModel.from_pretrained(AVATAR_MODEL).eval()
         _AVATAR_MODEL.append((model, digest_of(model)))
     return _AVATAR_MODEL[0]
 
@@ -318,7 +312,15 @@ def make_avatar_seeds(photo_path: Path) -> None:
 
     folder = CORPUS / "avatar"
     folder.mkdir(parents=True, exist_ok=True)
-    model, _ = avatar_model()
+    if not AVATAR_MODEL.exists():  # a new tiny model; the seeds below are made with it
+        import torch
+
+        from talking_heads.config import ModelConfig
+        from talking_heads.models import TalkingHeadModel
+
+        torch.manual_seed(0)
+        TalkingHeadModel(ModelConfig.tiny()).save_pretrained(AVATAR_MODEL)
+    model, _ = avatar_model()  # as loaded: the digest the seeds carry
     photo = np.asarray(Image.open(photo_path).convert("RGB"))
     avatar = Avatar.from_images([photo], model, mode="ff", detector=get_detector("dlib"))
     path = avatar.save_file(folder / "ff.avatar.safetensors")
