@@ -293,6 +293,45 @@ def test_finetuning_from_a_feature_pool_with_a_frozen_encoder():
                in result.generator.generator.named_parameters() if name.startswith("decoder."))
 
 
+def test_pairs_draw_targets_only_from_the_allowed_photos():
+    size = 32
+    frames = torch.stack([torch.full((3, size, size), float(i) / 4) for i in range(3)])
+    points = torch.stack([torch.from_numpy(_face_points(size, i)) for i in range(3)])
+    for pool in (None, 4):
+        pairs = PairSampler(frames, points, seed=0, targets=[0, 1], pool=pool)
+        for _ in range(6):
+            batch = pairs.draw(2)
+            assert all(round(float(t.mean()) * 4) in (0, 1) for t in batch.images)
+            assert batch.sources.images.shape[:2] == (2, 2)  # photo 2 still serves as a source
+    with pytest.raises(ValueError, match="targets"):
+        PairSampler(frames, points, targets=[3])
+
+
+def test_finetuning_keeps_the_candidate_that_renders_the_held_out_photo_best():
+    from talking_heads.training.config import FinetuneConfig
+    from talking_heads.training.finetune import run_finetune
+
+    cfg = ModelConfig.tiny_warp()
+    torch.manual_seed(0)
+    model = TalkingHeadModel(cfg)
+    size = cfg.image_size
+    points = torch.stack([torch.from_numpy(_face_points(size, i)) for i in range(3)])
+    frames = torch.rand(3, 3, size, size) * 2 - 1
+    landmarks = image_to_tensor(np.stack([rasterize(p, size) for p in points.numpy()]))
+    config = FinetuneConfig(batch_size=1, content_face=False, select_every=1)
+    result = run_finetune(model, frames, landmarks, 3, discriminator=ProjectionDiscriminator(cfg, 1),
+                          config=config, content=PixelContent(), points=points)
+    assert [step for step, _ in result.selection] == [0, 1, 2, 3]  # the start, then each step
+    best_step, best = min(result.selection, key=lambda row: row[1])
+    assert result.selected_step == best_step
+    # the G' returned is that candidate: it renders the held-out (last) photo from the others
+    # with exactly the recorded error
+    held_out = Sources(frames[:2][None], landmarks[:2][None], points[:2][None])
+    with torch.no_grad():
+        out = result.generator(landmarks[2:], points[2:], held_out)
+    assert float((out - frames[2:]).abs().mean()) == pytest.approx(best, abs=1e-6)
+
+
 class ReferenceContent(torch.nn.Module):
     """An L1 stand-in for L_CNT with ContentLoss's reference interface, counting its calls."""
 

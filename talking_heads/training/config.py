@@ -119,6 +119,9 @@ class FinetuneConfig:
                                             # pairs made once, their L_CNT features computed once
     train_encoder: bool = True              # False: G's landmark encoder stays frozen (no
                                             # backward through it; psi', decoder, heads train)
+    select_every: int | None = None         # warp design, T >= 2: hold one photo out of the
+                                            # targets and keep, of the start and every N steps,
+                                            # G' that renders it best (L1); None: the last G'
 
     @classmethod
     def for_model(cls, model: ModelConfig) -> "FinetuneConfig":
@@ -126,7 +129,7 @@ class FinetuneConfig:
         detail is the photo's own) and one pair per step, to keep 100 steps on one photo near
         30 s on the 2-core CPU (benchmarks/bench_finetune.py)."""
         if model.generator == "warp":
-            return cls(batch_size=1, content_size=model.net_size)
+            return cls(batch_size=1, content_size=model.net_size, select_every=25)
         return cls()
 
     def to_dict(self) -> dict:

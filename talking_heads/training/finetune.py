@@ -63,6 +63,46 @@ class FinetuneResult:
     stopped_early: bool
     content_only: bool              # True when no discriminator was available
     losses: list[StepLosses]        # one per step
+    # (step, held-out L1) of each candidate G' when ``FinetuneConfig.select_every`` is used
+    # (step 0 is the start, psi' = P e_new), and the step of the G' returned
+    selection: list[tuple[int, float]] = field(default_factory=list)
+    selected_step: int | None = None
+
+
+class HeldOutSelection:
+    """Keeps the G' that renders one held-out photo best.
+
+    The photo is never a training target (it still serves as a source for the others); it is
+    rendered from the nearest of the other photos, as at render time, and scored by the mean
+    absolute error at the output size. Candidates: the start and every ``every`` steps."""
+
+    def __init__(self, adapted: AdaptedGenerator, frames: torch.Tensor,
+                 landmarks: torch.Tensor, points: torch.Tensor, held: int) -> None:
+        from talking_heads.models import Sources
+
+        others = [i for i in range(frames.shape[0]) if i != held]
+        self.adapted, self.target = adapted, frames[held:held + 1]
+        self.inputs = (landmarks[held:held + 1], points[held:held + 1],
+                       Sources(frames[others][None], landmarks[others][None],
+                               points[others][None]))
+        self.scores: list[tuple[int, float]] = []
+        self.best: tuple[float, int, dict] | None = None
+
+    @torch.no_grad()
+    def check(self, step: int) -> float:
+        was_training = self.adapted.training
+        score = float((self.adapted.eval()(*self.inputs) - self.target).abs().mean())
+        self.adapted.train(was_training)
+        self.scores.append((step, score))
+        if self.best is None or score < self.best[0]:
+            self.best = (score, step, copy.deepcopy(self.adapted.state_dict()))
+        return score
+
+    def restore_best(self) -> int:
+        """Load the best candidate into G'; returns its step."""
+        score, step, state = self.best
+        self.adapted.load_state_dict(state)
+        return step
 
 
 @functools.lru_cache(maxsize=2)
@@ -111,7 +151,8 @@ def run_finetune(model: TalkingHeadModel, frames: torch.Tensor, landmarks: torch
         generate=lambda: Generated(adapted(*step_batch[0])),
         judge=judge, discriminate=judge,
         disc_params=[] if judge is None else list(judge.parameters()),
-        opt_g=torch.optim.Adam([p for p in adapted.parameters() if p.requires_grad], lr=config.lr_g, betas=config.betas),
+        opt_g=torch.optim.Adam([p for p in adapted.parameters() if p.requires_grad],
+                               lr=config.lr_g, betas=config.betas),
         opt_d=None if judge is None else torch.optim.Adam(judge.parameters(), lr=config.lr_d,
                                                           betas=config.betas))
     if content_only and discriminator is None:
@@ -120,13 +161,18 @@ def run_finetune(model: TalkingHeadModel, frames: torch.Tensor, landmarks: torch
     count, batch = frames.shape[0], min(config.batch_size, frames.shape[0])
     history: list[StepLosses] = []
     stopped = False
-    pairs = None
+    pairs = selector = None
     if needs_sources:
         from talking_heads.training.pairs import PairSampler
 
+        held = count - 1 if config.select_every and count >= 2 else None
         pairs = PairSampler(frames, points.to(device), seed=config.seed,
-                            pool=config.feature_pool)
+                            pool=config.feature_pool,
+                            targets=None if held is None else list(range(held)))
         batch = config.batch_size if count == 1 else batch
+        if held is not None:
+            selector = HeldOutSelection(adapted, frames, landmarks, points.to(device), held)
+            selector.check(0)
     step_content = content
     if pairs is not None and pairs.pool is not None and hasattr(content, "reference"):
         # The pool's real features, once: each step's L_CNT then runs the networks on x-hat only.
@@ -148,12 +194,22 @@ def run_finetune(model: TalkingHeadModel, frames: torch.Tensor, landmarks: torch
         history.append(losses)
         report((step + 1) / steps, f"fine-tuning step {step + 1}/{steps}: "
                                    f"content {losses.content:.3f}")
+        if selector is not None and (step + 1) % config.select_every == 0:
+            selector.check(step + 1)
         if early_stop is not None and early_stop(step + 1, losses):
             stopped = True
             report(1.0, f"stopped early after {step + 1} steps (loss plateau)")
             break
+    selected = None
+    if selector is not None:
+        if selector.scores[-1][0] != len(history):
+            selector.check(len(history))
+        selected = selector.restore_best()
+        report(1.0, f"kept G' of step {selected} (best on the held-out photo)")
     return FinetuneResult(generator=adapted.eval(), steps=len(history), stopped_early=stopped,
-                          content_only=content_only, losses=history)
+                          content_only=content_only, losses=history,
+                          selection=list(selector.scores) if selector else [],
+                          selected_step=selected)
 
 
 def finetune(model: TalkingHeadModel, frames: torch.Tensor, landmarks: torch.Tensor,

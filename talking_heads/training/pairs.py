@@ -64,7 +64,8 @@ class PairSampler:
     can compute the targets' content features once (``draw`` returns the pool indices)."""
 
     def __init__(self, frames: torch.Tensor, points: torch.Tensor, seed: int = 0,
-                 limits: AugmentRange = AugmentRange(), pool: int | None = None) -> None:
+                 limits: AugmentRange = AugmentRange(), pool: int | None = None,
+                 targets: list[int] | None = None) -> None:
         if frames.dim() != 4 or points.shape != (frames.shape[0], 68, 2):
             raise ValueError(f"expected (T, 3, S, S) crops and (T, 68, 2) points, got "
                              f"{tuple(frames.shape)}, {tuple(points.shape)}")
@@ -78,20 +79,25 @@ class PairSampler:
         self.rng = np.random.default_rng(seed)
         self.limits = limits
         count = frames.shape[0]
-        self.pool = None if pool is None else self.make(np.arange(pool) % count)
+        # the photos that may be targets (all by default); every photo stays a source
+        self.targets = np.arange(count) if targets is None else np.asarray(targets)
+        if len(self.targets) == 0 or not set(self.targets.tolist()) <= set(range(count)):
+            raise ValueError(f"targets must be photo indices below {count}, got {targets}")
+        self.pool = (None if pool is None
+                     else self.make(self.targets[np.arange(pool) % len(self.targets)]))
         self.last_indices: np.ndarray | None = None  # pool rows of the last draw
 
     def draw(self, batch: int) -> PairBatch:
-        count = self.frames.shape[0]
         if self.pool is not None:
             size = len(self.pool.images)
             rows = (self.rng.permutation(size)[:batch] if batch <= size
                     else self.rng.integers(size, size=batch))
             self.last_indices = rows
             return self.take(rows)
-        chosen = (self.rng.permutation(count)[:batch] if batch <= count
-                  else self.rng.integers(count, size=batch))
-        return self.make(chosen)
+        pick = len(self.targets)
+        chosen = (self.rng.permutation(pick)[:batch] if batch <= pick
+                  else self.rng.integers(pick, size=batch))
+        return self.make(self.targets[chosen])
 
     def take(self, rows: np.ndarray) -> PairBatch:
         """Rows of the pool as a batch."""
