@@ -162,7 +162,8 @@ class Avatar:
                               points=torch.from_numpy(sources.crop_points))
         info = {"photos": len(images), "steps": result.steps,
                 "stopped_early": result.stopped_early, "content_only": result.content_only,
-                "final_content_loss": result.losses[-1].content if result.losses else None}
+                "final_content_loss": result.losses[-1].content if result.losses else None,
+                "selected_step": result.selected_step}  # held-out choice (warp, T >= 2)
         report(1.0, f"fine-tuned avatar ready after {result.steps} steps")
         return cls(model.config, "ft", result.generator.generator, result.generator.psi,
                    e_new, sources, info, digest)
