@@ -19,7 +19,7 @@ from talking_heads.avatar import Avatar
 from talking_heads.driving import Driving, driving_landmarks
 from talking_heads.faces import CachedDetector, IdentityCheck, check_faces, limit_side
 from talking_heads.images import to_rgb_uint8
-from talking_heads.inputs import InputError
+from talking_heads.inputs import check_adapt_request
 from talking_heads.landmarks.detector import get_detector
 from talking_heads.limits import Limits
 from talking_heads.options import (AnimateOptions, AnimationResult, FrameSink, Progress,
@@ -68,13 +68,9 @@ class Animator:
         return self.source.label
 
     def check_request(self, count: int, mode: str = "ff", steps: int = 100) -> None:
-        """Server limits, whatever the caller asked for (``InputError`` otherwise)."""
-        limits = self.limits
-        if not 1 <= count <= limits.max_photos:
-            raise InputError(f"give between 1 and {limits.max_photos} photos, got {count}")
-        if mode == "ft" and not limits.min_ft_steps <= steps <= limits.max_ft_steps:
-            raise InputError(f"fine-tuning steps must be between {limits.min_ft_steps} and "
-                             f"{limits.max_ft_steps} (got {steps})")
+        """Server limits, whatever the caller asked for: ``InputError`` naming the field and
+        the values it accepts, the same messages as the Space's (``check_adapt_request``)."""
+        check_adapt_request(self.limits, photos=count, mode=mode, steps=steps)
 
     # -- adaptation ----------------------------------------------------------------------------
     def adapt(self, photos: list[np.ndarray], mode: str = "ff", steps: int = 100,

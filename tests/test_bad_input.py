@@ -168,10 +168,11 @@ def test_photo_count_and_steps_are_limited_on_the_server(animator, face, tmp_pat
     with pytest.raises(InputError, match="at most 8 photos"):
         read_photos([tmp_path / "x.jpg"] * 9)
     driving = pipeline.driving_from_preset("talking", max_seconds=0.1)
-    with pytest.raises(InputError, match="give between 1 and 8 photos, got 9"):
+    with pytest.raises(InputError, match=r"photos: Upload between 1 and 8 photos .*\(got 9\)"):
         animator.animate([face] * 9, driving, tmp_path / "out.mp4")
     options = pipeline.AnimateOptions(mode="ft", steps=900)
-    with pytest.raises(InputError, match=r"steps must be between 1 and 300 \(got 900\)"):
+    with pytest.raises(InputError, match=r"steps \(fine-tuning steps\) must be a whole number "
+                                         r"from 1 to 300 \(got 900\)"):
         animator.animate([face], driving, tmp_path / "out.mp4", options)
 
 

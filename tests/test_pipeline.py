@@ -210,7 +210,8 @@ def test_cli_uses_the_server_limits_from_the_environment(tmp_path, capsys, monke
     monkeypatch.setenv("TALKING_HEADS_MAX_FT_STEPS", "3")
     code = pipeline.main(["--source", str(EXAMPLE), "--preset", "nodding", "--out",
                           str(tmp_path / "x.mp4"), "--mode", "ft", "--steps", "5"])
-    assert code == 1 and "between 1 and 3 (got 5)" in capsys.readouterr().err
+    assert code == 1 and "steps (fine-tuning steps) must be a whole number from 1 to 3 (got 5)" \
+        in capsys.readouterr().err
 
 
 def test_cli_reports_a_missing_face(tmp_path, capsys):
