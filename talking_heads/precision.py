@@ -12,6 +12,7 @@ or ``fp32``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
 import torch
@@ -22,10 +23,15 @@ CHOICES = ("auto", "bf16", "fp32")
 
 def native_bf16(device: torch.device) -> bool:
     """True when ``device`` computes bf16 convolutions natively (else bf16 is emulated, and
-    slower than float32)."""
-    if device.type == "cuda":
+    slower than float32). Asked once per device type and process."""
+    return _native_bf16(device.type)
+
+
+@functools.cache
+def _native_bf16(device_type: str) -> bool:
+    if device_type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
+    if device_type != "cpu":
         return False
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
     try:

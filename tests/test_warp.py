@@ -34,6 +34,18 @@ def _face_points(size: int, seed: int = 0, jitter: float = 0.0) -> np.ndarray:
     return (points + rng.normal(0, jitter, points.shape)).astype(np.float32)
 
 
+def _tiny_warp_person(count: int):
+    """A seeded untrained tiny warp model and ``count`` random photos with face-like points:
+    (model, frames (T, 3, S, S), landmark images (T, 3, S, S), points (T, 68, 2))."""
+    torch.manual_seed(0)
+    model = TalkingHeadModel(ModelConfig.tiny_warp())
+    size = model.config.image_size
+    points = torch.stack([torch.from_numpy(_face_points(size, i)) for i in range(count)])
+    frames = torch.rand(count, 3, size, size) * 2 - 1
+    landmarks = image_to_tensor(np.stack([rasterize(p, size) for p in points.numpy()]))
+    return model, frames, landmarks, points
+
+
 def _identity_grid(grid: int) -> torch.Tensor:
     axis = (torch.arange(grid) + 0.5) * (2.0 / grid) - 1.0
     gy, gx = torch.meshgrid(axis, axis, indexing="ij")
@@ -186,13 +198,8 @@ def test_finetuning_the_warp_design_on_one_and_two_photos_changes_it():
     from talking_heads.training.config import FinetuneConfig
     from talking_heads.training.finetune import run_finetune
 
-    cfg = ModelConfig.tiny_warp()
-    torch.manual_seed(0)
-    model = TalkingHeadModel(cfg)
-    size = cfg.image_size
-    points = torch.stack([torch.from_numpy(_face_points(size, i)) for i in range(2)])
-    frames = torch.rand(2, 3, size, size) * 2 - 1
-    landmarks = image_to_tensor(np.stack([rasterize(p, size) for p in points.numpy()]))
+    model, frames, landmarks, points = _tiny_warp_person(2)
+    cfg = model.config
     content = PixelContent()  # a cheap stand-in for L_CNT: the test is about the pairs
     config = FinetuneConfig(batch_size=2, content_face=False)
     disc = ProjectionDiscriminator(cfg, 1)
@@ -271,17 +278,12 @@ def test_finetuning_from_a_feature_pool_with_a_frozen_encoder():
     from talking_heads.training.config import FinetuneConfig
     from talking_heads.training.finetune import run_finetune
 
-    cfg = ModelConfig.tiny_warp()
-    torch.manual_seed(0)
-    model = TalkingHeadModel(cfg)
-    size = cfg.image_size
-    points = torch.from_numpy(_face_points(size))[None]
-    frames = torch.rand(1, 3, size, size) * 2 - 1
-    landmarks = image_to_tensor(rasterize(points[0].numpy(), size))[None]
+    model, frames, landmarks, points = _tiny_warp_person(1)
     content = ReferenceContent()
     config = FinetuneConfig(batch_size=2, content_face=False, feature_pool=4,
                             train_encoder=False)
-    result = run_finetune(model, frames, landmarks, 3, discriminator=ProjectionDiscriminator(cfg, 1),
+    result = run_finetune(model, frames, landmarks, 3,
+                          discriminator=ProjectionDiscriminator(model.config, 1),
                           config=config, content=content, points=points)
     assert result.steps == 3
     assert content.references == 1 and content.against == 3 and content.direct == 0
@@ -311,15 +313,10 @@ def test_finetuning_keeps_the_candidate_that_renders_the_held_out_photo_best():
     from talking_heads.training.config import FinetuneConfig
     from talking_heads.training.finetune import run_finetune
 
-    cfg = ModelConfig.tiny_warp()
-    torch.manual_seed(0)
-    model = TalkingHeadModel(cfg)
-    size = cfg.image_size
-    points = torch.stack([torch.from_numpy(_face_points(size, i)) for i in range(3)])
-    frames = torch.rand(3, 3, size, size) * 2 - 1
-    landmarks = image_to_tensor(np.stack([rasterize(p, size) for p in points.numpy()]))
+    model, frames, landmarks, points = _tiny_warp_person(3)
     config = FinetuneConfig(batch_size=1, content_face=False, select_every=1)
-    result = run_finetune(model, frames, landmarks, 3, discriminator=ProjectionDiscriminator(cfg, 1),
+    result = run_finetune(model, frames, landmarks, 3,
+                          discriminator=ProjectionDiscriminator(model.config, 1),
                           config=config, content=PixelContent(), points=points)
     assert [step for step, _ in result.selection] == [0, 1, 2, 3]  # the start, then each step
     best_step, best = min(result.selection, key=lambda row: row[1])

@@ -12,4 +12,5 @@ from talking_heads.perceptual.content import ContentLoss, ContentReference, Cont
 from talking_heads.perceptual.facenet import FaceNet
 from talking_heads.perceptual.vgg import VGG16Features, caffe_preprocess
 
-__all__ = ["ContentLoss", "ContentReference", "ContentTerms", "FaceNet", "VGG16Features", "caffe_preprocess"]
+__all__ = ["ContentLoss", "ContentReference", "ContentTerms", "FaceNet", "VGG16Features",
+           "caffe_preprocess"]
