@@ -3,7 +3,8 @@
 Rendering is inference only, and its output is 8-bit: bf16 convolutions change a 256 px frame
 by well under one grey level on average, and run about twice as fast on CPUs with native bf16
 (AVX-512 BF16 or AMX). The warp's geometry stays float32 whatever the caller's autocast
-(``models.warp.geometry_precision``). Training and fine-tuning keep their own ``amp`` setting.
+(``models.warp.geometry_precision``). Fine-tuning's ``amp="auto"`` follows the same choice
+(``training.finetune.finetune_amp``); meta-training keeps its own ``amp`` setting.
 
 ``TALKING_HEADS_PRECISION``: ``auto`` (default: bf16 where native, float32 elsewhere), ``bf16``
 or ``fp32``.

@@ -208,9 +208,9 @@ def test_pooled_and_upsampled_convolutions_are_the_plain_ones():
     weight = torch.randn(7, 5, 3, 3, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(7, dtype=torch.float64)
     pairs = [
-        (conv3x3_then_avgpool(x, weight, bias),
+        (conv3x3_then_avgpool(x, weight, bias, fused=True),
          F.avg_pool2d(F.conv2d(x, weight, bias, padding=1), 2)),
-        (upsample_then_conv3x3(x, weight, bias),
+        (upsample_then_conv3x3(x, weight, bias, fused=True),
          F.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"), weight, bias, padding=1)),
     ]
     for fast, plain in pairs:
@@ -221,3 +221,31 @@ def test_pooled_and_upsampled_convolutions_are_the_plain_ones():
         expected = torch.autograd.grad((plain * probe).sum(), (x, weight))
         for got, want in zip(grads, expected):
             torch.testing.assert_close(got, want)
+
+
+def test_the_reordered_convolutions_are_used_only_on_large_maps(monkeypatch):
+    """The automatic choice: the reordered form from the size threshold on, the plain one
+    below it (where building the derived kernels costs more than it saves)."""
+    import math
+
+    import torch.nn.functional as F
+
+    from talking_heads.models import layers
+
+    calls = []
+    real_conv2d = F.conv2d
+    monkeypatch.setattr(layers.F, "conv2d",
+                        lambda x, w, *args, **kwargs: calls.append(w.shape[-1]) or
+                        real_conv2d(x, w, *args, **kwargs))
+    weight, bias = torch.randn(3, 2, 3, 3), torch.zeros(3)
+    side = 2 * (math.isqrt(layers.FUSED_DOWN_MIN_PIXELS) // 2 + 1)  # even, side^2 above it
+    layers.conv3x3_then_avgpool(torch.randn(1, 2, side, side), weight, bias)
+    layers.conv3x3_then_avgpool(torch.randn(1, 2, 2, 2), weight, bias)
+    assert calls == [4, 3]  # one 4x4 stride-2 kernel, then the plain 3x3
+    calls.clear()
+    side = math.isqrt(layers.FUSED_UP_MIN_PIXELS) + 1
+    layers.upsample_then_conv3x3(torch.randn(1, 2, side, side), weight, bias)
+    assert calls == [2, 2, 2, 2]  # four 2x2 phase kernels
+    calls.clear()
+    layers.upsample_then_conv3x3(torch.randn(1, 2, 2, 2), weight, bias)
+    assert calls == [3]

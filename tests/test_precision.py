@@ -34,3 +34,18 @@ def test_an_unknown_precision_is_refused_by_name(monkeypatch):
     monkeypatch.setenv(ENV, "fp8")
     with pytest.raises(ValueError, match="TALKING_HEADS_PRECISION.*auto, bf16, fp32"):
         render_precision(CPU)
+
+
+def test_fine_tuning_auto_precision_follows_the_render_choice(monkeypatch):
+    """FT's amp "auto" is bf16 autocast exactly where rendering uses bf16; explicit settings
+    stand whatever the switch says."""
+    from talking_heads.training.finetune import finetune_amp
+
+    monkeypatch.setenv(ENV, "fp32")
+    assert finetune_amp("auto", CPU) == "none"
+    assert finetune_amp("bf16", CPU) == "bf16"
+    monkeypatch.setenv(ENV, "bf16")
+    assert finetune_amp("auto", CPU) == "bf16"
+    assert finetune_amp("none", CPU) == "none"
+    monkeypatch.delenv(ENV, raising=False)
+    assert finetune_amp("auto", CPU) == ("bf16" if native_bf16(CPU) else "none")

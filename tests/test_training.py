@@ -81,7 +81,7 @@ def test_meta_step_updates_e_g_then_d_with_paper_losses(data_dir, content):
         w = disc.W(batch.video_index).detach()
         return Generated(fake, weights.embedding_match * (e - w).abs().mean())
 
-    parts = StepParts(generate, judge=lambda x, y: disc(x, y, batch.video_index),
+    parts = StepParts(generate, judge=lambda x, y: disc(x, y, batch.video_index.repeat(2)),
                       discriminate=lambda x, y: disc(x, y, batch.video_index.repeat(2)),
                       disc_params=list(disc.parameters()), opt_g=opt_g, opt_d=opt_d)
     e_before, g_before, d_before = (_snapshot(m) for m in (model.embedder, model.generator, disc))
@@ -99,6 +99,31 @@ def test_meta_step_updates_e_g_then_d_with_paper_losses(data_dir, content):
     assert _changed(d_before, disc)
     assert losses.discriminator == pytest.approx(losses.disc_real + losses.disc_fake, rel=1e-4)
     assert all(torch.isfinite(torch.tensor(v)) for v in losses.as_dict().values())
+
+
+def test_judging_fake_and_real_in_one_batch_is_judging_them_apart():
+    """The generator's step scores [x-hat; x] in one forward of D. D treats samples
+    independently, so the scores, the feature-matching loss and its gradient into x-hat are
+    those of two separate forwards."""
+    from talking_heads.losses import feature_matching_loss
+
+    torch.manual_seed(0)
+    cfg = ModelConfig.tiny()
+    disc = ProjectionDiscriminator(cfg, num_videos=3).double().eval()
+    size = cfg.image_size
+    fake = torch.randn(2, 3, size, size, dtype=torch.float64, requires_grad=True)
+    real = torch.randn(2, 3, size, size, dtype=torch.float64)
+    y, idx = torch.randn(2, 3, size, size, dtype=torch.float64), torch.tensor([2, 0])
+    joint = disc(torch.cat([fake, real]), torch.cat([y, y]), idx.repeat(2))
+    fake_apart, real_apart = disc(fake, y, idx), disc(real, y, idx)
+    torch.testing.assert_close(joint.score, torch.cat([fake_apart.score, real_apart.score]))
+    halves = [f.chunk(2) for f in joint.features]
+    fm_joint = feature_matching_loss([r for _, r in halves], [f for f, _ in halves])
+    fm_apart = feature_matching_loss(real_apart.features, fake_apart.features)
+    torch.testing.assert_close(fm_joint, fm_apart)
+    grad_joint, = torch.autograd.grad(fm_joint + joint.score.chunk(2)[0].sum(), fake)
+    grad_apart, = torch.autograd.grad(fm_apart + fake_apart.score.sum(), fake)
+    torch.testing.assert_close(grad_joint, grad_apart)
 
 
 def test_bf16_autocast_step_keeps_float32_weights(data_dir, content):

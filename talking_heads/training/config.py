@@ -113,7 +113,9 @@ class FinetuneConfig:
     content_size: int | None = None         # L_CNT input side in px; None = image size
     content_face: bool = True               # include the face-identity term of L_CNT
     adversarial: bool = True                # L_ADV + hinge D; False = content loss only
-    amp: str = "auto"                       # as in TrainConfig
+    amp: str = "auto"                       # "auto": bf16 autocast where the device computes
+                                            # bf16 natively (finetune.finetune_amp), "bf16",
+                                            # "none"
     seed: int = 0                           # frame sampling seed
     feature_pool: int | None = None         # warp design: draw targets from this many augmented
                                             # pairs made once, their L_CNT features computed once
@@ -126,10 +128,12 @@ class FinetuneConfig:
     @classmethod
     def for_model(cls, model: ModelConfig) -> "FinetuneConfig":
         """The defaults for a model design. Warp: L_CNT at the networks' size (the 256 px
-        detail is the photo's own) and one pair per step, to keep 100 steps on one photo near
-        30 s on the 2-core CPU (benchmarks/bench_finetune.py)."""
+        detail is the photo's own), one pair per step, and targets from a pool of 16 pairs
+        whose L_CNT features are computed once, to bring 100 steps on one photo towards 30 s
+        on the 2-core CPU (benchmarks/bench_finetune.py)."""
         if model.generator == "warp":
-            return cls(batch_size=1, content_size=model.net_size, select_every=25)
+            return cls(batch_size=1, content_size=model.net_size, select_every=25,
+                       feature_pool=16)
         return cls()
 
     def to_dict(self) -> dict:

@@ -105,6 +105,17 @@ class HeldOutSelection:
         return step
 
 
+def finetune_amp(amp: str, device: torch.device) -> str:
+    """``FinetuneConfig.amp`` resolved: "auto" is bf16 autocast where the device computes bf16
+    natively and float32 elsewhere, as rendering does (``precision.render_precision``, which
+    ``TALKING_HEADS_PRECISION`` overrides); "bf16" and "none" stand."""
+    if amp != "auto":
+        return amp
+    from talking_heads.precision import render_precision
+
+    return "bf16" if render_precision(device) == "bf16" else "none"
+
+
 @functools.lru_cache(maxsize=2)
 def cached_content_loss(use_face: bool) -> torch.nn.Module:
     """L_CNT networks are loaded once per process (they are frozen and stateless)."""
@@ -146,6 +157,7 @@ def run_finetune(model: TalkingHeadModel, frames: torch.Tensor, landmarks: torch
     content = content if content is not None else cached_content_loss(config.content_face)
     content = content.to(device)
     weights = LossWeights()
+    amp = finetune_amp(config.amp, device)
     step_batch = [None]  # (y, points, sources) of the step, read by ``generate``
     parts = StepParts(
         generate=lambda: Generated(adapted(*step_batch[0])),
@@ -190,7 +202,7 @@ def run_finetune(model: TalkingHeadModel, frames: torch.Tensor, landmarks: torch
             real, y = frames[idx], landmarks[idx]
             step_batch[0] = (y,)
         losses = adversarial_step(parts, real, y, step_content, weights,
-                                  config.d_steps, config.content_size, config.amp)
+                                  config.d_steps, config.content_size, amp)
         history.append(losses)
         report((step + 1) / steps, f"fine-tuning step {step + 1}/{steps}: "
                                    f"content {losses.content:.3f}")

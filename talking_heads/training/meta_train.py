@@ -147,7 +147,7 @@ class MetaTrainer:
 
         parts = StepParts(
             generate=generate,
-            judge=lambda x, y: self.disc(x, y, idx),
+            judge=lambda x, y: self.disc(x, y, idx.repeat(2)),  # x = [fake; real]
             discriminate=discriminate,
             disc_params=list(self.disc.parameters()), opt_g=self.opt_g, opt_d=self.opt_d)
         return adversarial_step(parts, batch.target_frame, batch.target_landmarks, self.content,

@@ -60,8 +60,9 @@ class StepParts:
     """The stage-specific pieces of one adversarial step.
 
     ``judge`` scores (x, y) for the generator's loss (plain module, D frozen); ``discriminate``
-    scores for D's own update (may be the DDP-wrapped module). ``discriminate`` is None for
-    content-only fine-tuning."""
+    scores for D's own update (may be the DDP-wrapped module). Both are called on a doubled
+    batch, x-hat and x (in that order for ``judge``, x then x-hat for ``discriminate``) with y
+    twice. ``discriminate`` is None for content-only fine-tuning."""
 
     generate: Callable[[], Generated]
     judge: JudgeFn | None
@@ -122,12 +123,15 @@ def adversarial_step(parts: StepParts, real: torch.Tensor, landmarks: torch.Tens
                            resize_for_content(real, content_size))
         total = loss_cnt
         if parts.judge is not None:
-            fake_out = parts.judge(fake, landmarks)
-            with torch.no_grad():
-                real_out = parts.judge(real, landmarks)
-            loss_adv = adversarial_loss(fake_out.score)
+            # One forward for both halves (D treats samples independently): at FT's batch of
+            # one, D's cost is mostly per call (its spectrally normalised weights), not per
+            # sample. The real half only supplies feature-matching targets (detached there).
+            judged = parts.judge(torch.cat([fake, real]), torch.cat([landmarks, landmarks]))
+            fake_score = judged.score.chunk(2)[0]
+            fake_features, real_features = zip(*(f.chunk(2) for f in judged.features))
+            loss_adv = adversarial_loss(fake_score)
             loss_fm = weights.feature_matching * feature_matching_loss(
-                real_out.features, fake_out.features)
+                list(real_features), list(fake_features))
             total = total + weights.adversarial * loss_adv + loss_fm
             out.adversarial = float(weights.adversarial * loss_adv.detach())
             out.feature_matching = float(loss_fm.detach())
