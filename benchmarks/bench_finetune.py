@@ -26,7 +26,7 @@ from talking_heads.landmarks.detector import get_detector
 from talking_heads.landmarks.rasterize import rasterize
 from talking_heads.models import ProjectionDiscriminator
 from talking_heads.training.config import FinetuneConfig
-from talking_heads.training.finetune import cached_content_loss, run_finetune
+from talking_heads.training.finetune import cached_content_loss, finetune_amp, run_finetune
 from talking_heads.video import iter_frames
 
 CLIP = "clips/dpe__s.mp4"  # dev split, 256x256
@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         "weights": args.checkpoint or "random init", "steps": args.steps,
         "measured_steps": measured, "extrapolated": measured != args.steps,
         "finetune_config": config.to_dict(),
+        "amp_resolved": finetune_amp(config.amp, torch.device("cpu")),
         "seconds_per_step": {f"T{t}": round(s / measured, 3) for t, s in seconds.items()},
         "seconds_for_steps": {f"T{t}": round(s / measured * args.steps, 1)
                               for t, s in seconds.items()},
