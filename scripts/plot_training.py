@@ -3,7 +3,8 @@
     python scripts/plot_training.py runs/cpu/log.jsonl checkpoints/cpu/training_curves.png
 
 Left: the generator's content loss per logged step (grey) and its running mean over 20 logs
-(black). Right: dev feed-forward SSIM on the run's fixed dev episodes. When a run was resumed,
+(black). Then feed-forward SSIM on the run's fixed episodes: `val` (held-out train identities,
+which select `best/`), when the run has them, and dev (only reported). When a run was resumed,
 the steps logged again after the resume replace the ones logged before it.
 """
 
@@ -74,12 +75,17 @@ def main(argv=None) -> int:
     mean = np.convolve(np.pad(content, (window - 1, 0), mode="edge"), kernel, mode="valid")
     left = _panel("content loss (grey), running mean (black)", steps,
                   [(content, (180, 180, 180)), (mean, (0, 0, 0))])
+    panels = [left]
+    val_steps, val_ssim = _records(args.log, "val", "ssim")
+    if len(val_steps):
+        panels.append(_panel("val FF SSIM (selects best/)", val_steps,
+                             [(val_ssim, (40, 40, 200))], dots=True))
     dev_steps, ssim = _records(args.log, "dev", "ssim")
-    right = _panel("dev FF SSIM (fixed dev episodes)", dev_steps, [(ssim, (200, 40, 40))],
-                   dots=True)
-    picture = Image.new("RGB", (2 * WIDTH, HEIGHT), "white")
-    picture.paste(left, (0, 0))
-    picture.paste(right, (WIDTH, 0))
+    panels.append(_panel("dev FF SSIM (fixed dev episodes)", dev_steps, [(ssim, (200, 40, 40))],
+                         dots=True))
+    picture = Image.new("RGB", (len(panels) * WIDTH, HEIGHT), "white")
+    for i, panel in enumerate(panels):
+        picture.paste(panel, (i * WIDTH, 0))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     picture.save(args.out, optimize=True)
     print(f"wrote {args.out}: {len(steps)} logged steps up to {int(steps.max())}, "
