@@ -18,7 +18,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 from gradio.utils import get_upload_folder  # noqa: E402
 
-from talking_heads import presets  # noqa: E402
+from talking_heads import compute_thread, presets  # noqa: E402
 from talking_heads.gradio_adapter import Handlers  # noqa: E402
 # The values the handlers check themselves (the field named in every message):
 from talking_heads.gradio_fields import (CheckedDropdown, CheckedRadio,  # noqa: E402
@@ -261,7 +261,9 @@ CSS = """
 
 def main() -> None:
     limits = Limits.from_environment()
-    animator = Animator.from_environment(limits=limits)  # Hub -> checkpoints -> untrained
+    # Hub -> checkpoints -> untrained; loaded on the thread that will run every request's
+    # model work, so that the main thread never starts a second OpenMP team (compute_thread).
+    animator = compute_thread.run(Animator.from_environment, limits=limits)
     print(animator.weights_label, *animator.source.notes, limits.summary(), sep="\n",
           flush=True)
     serve(build_demo(animator), limits,

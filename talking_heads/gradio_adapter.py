@@ -19,6 +19,7 @@ import spaces  # a no-op decorator off ZeroGPU hardware
 from gradio.processing_utils import save_file_to_cache
 
 from talking_heads.animator import Animator
+from talking_heads.compute_thread import on_compute_thread
 from talking_heads.driving import driving_from_preset, driving_from_video
 from talking_heads.faces import preview_faces
 from talking_heads.inputs import check_adapt_request, check_request, read_photos
@@ -152,6 +153,7 @@ class Handlers:
         return kept.file
 
     # -- events --------------------------------------------------------------------------------
+    @on_compute_thread
     def detect(self, files, request: gr.Request):
         self.session_files.hold(request.session_hash, paths_of(files))
         try:
@@ -163,6 +165,7 @@ class Handlers:
             release_free_memory()
 
     @spaces.GPU(duration=120)
+    @on_compute_thread
     def adapt(self, files, mode, steps, kept_token, request: gr.Request,
               progress=gr.Progress()):
         """Photos -> an avatar file (safetensors) to download and reuse."""
@@ -183,6 +186,7 @@ class Handlers:
         return path, "\n".join(f"- {note}" for note in notes), self.avatars.put(session, kept)
 
     @spaces.GPU(duration=120)
+    @on_compute_thread
     def animate(self, files, driving_source, preset, driving_video, mode, steps, relative,
                 framing, label, layout="result", avatar_file=None, kept_token=None,
                 request: gr.Request = None, progress=gr.Progress()):
@@ -229,6 +233,7 @@ class Handlers:
                 self.frames.clear(session)
                 yield served, _notes_markdown(result), self.avatars.put(session, kept)
 
+    @on_compute_thread
     def download(self, kept_token, request: gr.Request):
         """After /animate: offer the kept avatar as a file (private event)."""
         kept = self.avatars.get(request.session_hash, kept_token)
@@ -247,6 +252,7 @@ class Handlers:
         count, frame = self.frames.take(request.session_hash, seen or 0)
         return (gr.skip(), seen) if frame is None else (frame, count)
 
+    @on_compute_thread
     def live(self, frame, files, avatar_file, kept_token, driver_token, request: gr.Request):
         """One webcam frame -> one rendered frame (private streaming event)."""
         if frame is None:

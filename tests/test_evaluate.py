@@ -174,6 +174,9 @@ def test_cli_random_init_and_refusal_without_weights(tight_clip, tmp_path, monke
               "--no-vgg", "--cache-dir", str(tmp_path / "cache")]
     with pytest.raises(SystemExit, match="no trained weights"):
         main(common + ["--out", str(tmp_path / "a.json")])
+    # --skip leaves out the manifest's first clips: the one dev clip here, so nothing is left.
+    assert main(common + ["--skip", "1", "--random-init", "tiny",
+                          "--out", str(tmp_path / "a.json")]) == 2
     # T = 32 needs more few-shot frames than the 40-frame clip's first half has: that row is
     # left out, and the run says so instead of silently averaging over fewer clips.
     assert main(common + ["--shots", "1", "32", "--random-init", "tiny",

@@ -49,6 +49,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help="frames per FT step (default: FinetuneConfig's, as the app uses)")
     parser.add_argument("--detector", default="dlib", help="landmark backend (as in training)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N clips")
+    parser.add_argument("--skip", type=int, default=0,
+                        help="leave out the first N clips (with --limit: clips N+1 to N+LIMIT), "
+                             "to split a long evaluation into runs")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="landmark cache (default: $XDG_CACHE_HOME/talking_heads/...)")
     parser.add_argument("--no-vgg", action="store_true", help="skip the VGG perceptual distance")
@@ -111,7 +114,8 @@ def _protocol(args: argparse.Namespace, model, discriminator, ft_config, scorer,
               device: str) -> dict:
     import torch
 
-    return {"manifest": str(args.manifest), "split": args.split, "shots": args.shots,
+    return {"manifest": str(args.manifest), "split": args.split, "skip": args.skip,
+            "limit": args.limit, "shots": args.shots,
             "frames": args.frames, "modes": args.mode, "ft_steps": args.ft_steps,
             "ft_config": ft_config.to_dict(), "detector": args.detector,
             "model": args.checkpoint or f"random-init:{args.random_init}",
@@ -151,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parse(sys.argv[1:] if argv is None else argv)
     started = time.perf_counter()
-    clips = read_manifest(args.manifest, args.split)[: args.limit]
+    clips = read_manifest(args.manifest, args.split)[args.skip:]
+    clips = clips[: args.limit]
     if not clips:
         print(f"no clips of split {args.split!r} in {args.manifest}", file=sys.stderr)
         return 2
