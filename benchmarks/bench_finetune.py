@@ -13,6 +13,7 @@ JSON): the paper model needs many minutes per 100 steps on a 2-core CPU.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from talking_heads.landmarks.detector import get_detector
 from talking_heads.landmarks.rasterize import rasterize
 from talking_heads.models import ProjectionDiscriminator
 from talking_heads.training.config import FinetuneConfig
-from talking_heads.training.finetune import cached_content_loss, finetune_amp, run_finetune
+from talking_heads.training.finetune import (cached_content_loss, finetune_amp, finetune_overlap,
+                                             run_finetune)
 from talking_heads.video import iter_frames
 
 CLIP = "clips/dpe__s.mp4"  # dev split, 256x256
@@ -72,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="time this many steps and extrapolate to --steps")
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--overlap", choices=["auto", "on", "off"], default="auto",
+                        help="FinetuneConfig.overlap: the step's parts on two threads "
+                             "(auto: the app's choice)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.threads > 0:
@@ -81,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     discriminator = ProjectionDiscriminator(model.config, num_videos=1).eval()
     config = FinetuneConfig.for_model(model.config)  # what the app uses for this design
+    if args.overlap != "auto":
+        config = dataclasses.replace(config, overlap=args.overlap == "on")
     content = cached_content_loss(config.content_face)
     measured = args.measure_steps or args.steps
     seconds, steps_median = {}, {}
@@ -95,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         "measured_steps": measured, "extrapolated": measured != args.steps,
         "finetune_config": config.to_dict(),
         "amp_resolved": finetune_amp(config.amp, torch.device("cpu")),
+        "overlap_resolved": finetune_overlap(config.overlap, torch.device("cpu")),
         "seconds_per_step": {f"T{t}": round(s / measured, 3) for t, s in seconds.items()},
         "seconds_for_steps": {f"T{t}": round(s / measured * args.steps, 1)
                               for t, s in seconds.items()},

@@ -22,40 +22,49 @@ import functools
 import inspect
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, TypeVar
 
 T = TypeVar("T")
 THREAD_NAME = "talking-heads-compute"
 
-_lock = threading.Lock()
-_executor: ThreadPoolExecutor | None = None
-_owner_pid: int | None = None
+
+class SingleThread:
+    """One worker thread, always the same, that runs what is submitted to it in order, each
+    call in a copy of the submitting thread's context. Made afresh after a fork (the child
+    has no copy of the parent's thread)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._pid: int | None = None
+
+    def _get(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None or self._pid != os.getpid():
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.name)
+                self._pid = os.getpid()
+            return self._executor
+
+    def is_current(self) -> bool:
+        return threading.current_thread().name.startswith(self.name)
+
+    def submit(self, fn: Callable[..., T], *args, **kwargs) -> Future:
+        context = contextvars.copy_context()
+        return self._get().submit(context.run, fn, *args, **kwargs)
+
+    def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
+        """``fn(*args, **kwargs)`` on the thread; its result or exception comes back here.
+        Called from the thread itself, it runs inline (a nested call cannot wait on itself)."""
+        if self.is_current():
+            return fn(*args, **kwargs)
+        return self.submit(fn, *args, **kwargs).result()
 
 
-def _get_executor() -> ThreadPoolExecutor:
-    """The process's executor (one worker); a fresh one after a fork, whose child has no
-    copy of the parent's thread."""
-    global _executor, _owner_pid
-    with _lock:
-        if _executor is None or _owner_pid != os.getpid():
-            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_NAME)
-            _owner_pid = os.getpid()
-        return _executor
-
-
-def on_the_compute_thread() -> bool:
-    return threading.current_thread().name.startswith(THREAD_NAME)
-
-
-def run(fn: Callable[..., T], *args, **kwargs) -> T:
-    """``fn(*args, **kwargs)`` on the compute thread, in a copy of the caller's context;
-    its result or exception comes back here. Called from the compute thread itself, it runs
-    inline (no deadlock on nested calls)."""
-    if on_the_compute_thread():
-        return fn(*args, **kwargs)
-    context = contextvars.copy_context()
-    return _get_executor().submit(context.run, fn, *args, **kwargs).result()
+COMPUTE = SingleThread(THREAD_NAME)  # the server's model work
+run = COMPUTE.run
+on_the_compute_thread = COMPUTE.is_current
 
 
 def on_compute_thread(fn: Callable) -> Callable:

@@ -3,6 +3,7 @@ real clips preprocessed by the project's own pipeline)."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -25,12 +26,12 @@ from talking_heads.training.checkpoint import (DISCRIMINATOR_NAME, atomic_write,
                                                load_discriminator, load_training_state,
                                                save_training_state)
 from talking_heads.training.config import FinetuneConfig, TrainConfig
-from talking_heads.training.finetune import PlateauStop, run_finetune
+from talking_heads.training.finetune import PlateauStop, finetune_overlap, run_finetune
 from talking_heads.training import distributed
 from talking_heads.training.meta_train import EpisodeGenerator, MetaTrainer, open_datasets, run
 from talking_heads.training.monitor import JsonlLog
 from talking_heads.training.steps import (Generated, StepLosses, StepParts, adversarial_step,
-                                          build_content_loss)
+                                          build_content_loss, overlapped_step)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,6 +125,87 @@ def test_judging_fake_and_real_in_one_batch_is_judging_them_apart():
     grad_joint, = torch.autograd.grad(fm_joint + joint.score.chunk(2)[0].sum(), fake)
     grad_apart, = torch.autograd.grad(fm_apart + fake_apart.score.sum(), fake)
     torch.testing.assert_close(grad_joint, grad_apart)
+
+
+def _fine_tuning_parts(model, disc, e, y, lr=1e-2):
+    """G' and D' of a person (as ``run_finetune`` makes them) with plain SGD (linear in the
+    gradients: Adam would blow rounding noise in near-zero gradients up to lr-sized steps);
+    the generator's step adds an L_MCH-like term on psi' so that that path is covered too."""
+    from talking_heads.models import AdaptedGenerator, FinetuneDiscriminator
+
+    adapted = AdaptedGenerator(copy.deepcopy(model.generator), e).train()
+    judge = FinetuneDiscriminator(copy.deepcopy(disc), e).train()
+    parts = StepParts(
+        generate=lambda: Generated(adapted(y), embedding_match=0.1 * adapted.psi.pow(2).mean()),
+        judge=judge, discriminate=judge, disc_params=list(judge.parameters()),
+        opt_g=torch.optim.SGD(adapted.parameters(), lr=lr),
+        opt_d=torch.optim.SGD(judge.parameters(), lr=lr))
+    return adapted, judge, parts
+
+
+@pytest.mark.parametrize("content_size", [None, 32])
+def test_the_overlapped_step_makes_the_serial_steps_updates(content_size):
+    """Two threads, same step: G', D' and the reported losses after two steps equal the serial
+    step's (float64; only the order of float additions differs)."""
+    torch.manual_seed(0)
+    cfg = ModelConfig.tiny()
+    model = TalkingHeadModel(cfg).double()
+    disc = ProjectionDiscriminator(cfg, num_videos=1).double()
+    size = cfg.image_size
+    real = torch.rand(2, 3, size, size, dtype=torch.float64) * 2 - 1
+    y = torch.rand(2, 3, size, size, dtype=torch.float64) * 2 - 1
+    e = torch.randn(1, cfg.embed_dim, dtype=torch.float64)
+    terms = [lambda f, r: (f - r).abs().mean(), lambda f, r: 0.5 * (f - r).pow(2).mean()]
+    weights = LossWeights()
+    serial, overlapped = _fine_tuning_parts(model, disc, e, y), _fine_tuning_parts(model, disc, e, y)
+    for _ in range(2):
+        a = adversarial_step(serial[2], real, y, lambda f, r: terms[0](f, r) + terms[1](f, r),
+                             weights, 1, content_size)
+        b = overlapped_step(overlapped[2], real, y, terms, weights, 1, content_size)
+    for name, value in a.as_dict().items():
+        assert getattr(b, name) == pytest.approx(value, rel=1e-9, abs=1e-12), name
+    assert a.adversarial != 0 and a.discriminator != 0 and a.embedding_match != 0
+    for first, second in zip(serial[:2], overlapped[:2]):
+        for (name, p), q in zip(first.named_parameters(), second.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-9, atol=1e-12, msg=name)
+    moved = [not torch.equal(p, q) for p, q in zip(serial[0].parameters(),
+                                                    model.generator.parameters())]
+    assert any(moved)  # the steps did update G'
+    assert all(p.requires_grad for p in overlapped[1].parameters())  # D' trainable again
+
+
+def test_the_overlapped_step_raises_what_a_thread_raised():
+    torch.manual_seed(0)
+    cfg = ModelConfig.tiny()
+    model, disc = TalkingHeadModel(cfg), ProjectionDiscriminator(cfg, num_videos=1)
+    size = cfg.image_size
+    real, y = torch.zeros(1, 3, size, size), torch.zeros(1, 3, size, size)
+    _, judge, parts = _fine_tuning_parts(model, disc, torch.zeros(1, cfg.embed_dim), y)
+
+    def broken(fake, target):
+        raise RuntimeError("term failed")
+
+    for terms in ([broken, lambda f, r: f.mean()], [lambda f, r: f.mean(), broken]):
+        with pytest.raises(RuntimeError, match="term failed"):
+            overlapped_step(parts, real, y, terms, LossWeights(), 1, None)
+        assert all(p.requires_grad for p in judge.parameters())
+    assert overlapped_step(parts, real, y, [lambda f, r: f.mean()], LossWeights(), 1,
+                           None).disc_real >= 0  # the threads are free after the failures
+
+
+def test_fine_tuning_overlaps_on_a_cpu_with_two_threads():
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert finetune_overlap(None, torch.device("cpu"))
+        assert not finetune_overlap(None, torch.device("cuda"))
+        torch.set_num_threads(1)
+        assert not finetune_overlap(None, torch.device("cpu"))
+        assert finetune_overlap(True, torch.device("cpu"))
+        torch.set_num_threads(2)
+        assert not finetune_overlap(False, torch.device("cpu"))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_bf16_autocast_step_keeps_float32_weights(data_dir, content):

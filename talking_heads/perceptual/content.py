@@ -83,12 +83,20 @@ class ContentLoss(nn.Module):
         """L_CNT terms of x-hat against features from ``reference``."""
         if tuple(x_hat.shape) != reference.shape:
             raise ValueError(f"shape mismatch {tuple(x_hat.shape)} vs {reference.shape}")
-        vgg = self.weights.vgg * layerwise_l1(self.vgg(x_hat), reference.vgg)
-        face = torch.zeros((), device=x_hat.device, dtype=vgg.dtype)
-        if self.face is not None:
-            fake_face, _ = self.face(x_hat)
-            face = self.weights.face * layerwise_l1(fake_face, reference.face)
-        return ContentTerms(vgg=vgg, face=face)
+        vgg = self.vgg_term(x_hat, reference)
+        return ContentTerms(vgg=vgg, face=self.face_term(x_hat, reference).to(vgg.dtype))
+
+    def vgg_term(self, x_hat: torch.Tensor, reference: ContentReference) -> torch.Tensor:
+        """The weighted VGG16 term of L_CNT alone (fine-tuning runs it apart from the face
+        term, see ``training.steps.overlapped_step``)."""
+        return self.weights.vgg * layerwise_l1(self.vgg(x_hat), reference.vgg)
+
+    def face_term(self, x_hat: torch.Tensor, reference: ContentReference) -> torch.Tensor:
+        """The weighted face-network term of L_CNT alone (zero without the face network)."""
+        if self.face is None:
+            return x_hat.new_zeros(())
+        fake_face, _ = self.face(x_hat)
+        return self.weights.face * layerwise_l1(fake_face, reference.face)
 
     def terms(self, x_hat: torch.Tensor, x: torch.Tensor) -> ContentTerms:
         if x_hat.shape != x.shape:

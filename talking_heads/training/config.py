@@ -124,6 +124,10 @@ class FinetuneConfig:
     select_every: int | None = None         # warp design, T >= 2: hold one photo out of the
                                             # targets and keep, of the start and every N steps,
                                             # G' that renders it best (L1); None: the last G'
+    overlap: bool | None = None             # run a step's independent parts on two threads
+                                            # (steps.overlapped_step); None: on a CPU with 2+
+                                            # torch threads, where batch-one kernels are too
+                                            # small to use two cores each
 
     @classmethod
     def for_model(cls, model: ModelConfig) -> "FinetuneConfig":

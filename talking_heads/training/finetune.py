@@ -3,7 +3,8 @@
 e_new = mean_t E(x(t), y(t)); G' = G with psi' initialised to P e_new and trained together with
 G's person-generic weights; D' = V with w' initialised to w0 + e_new. The objective is L_CNT +
 L_ADV (incl. feature matching) for G', the hinge loss for D', no L_MCH; the update itself is
-the same ``steps.adversarial_step`` as in meta-learning. The model passed in is never modified:
+the same ``steps.adversarial_step`` as in meta-learning (on a CPU, its parts overlapped on two
+threads: ``steps.overlapped_step``, same updates). The model passed in is never modified:
 G and D are copied first, so one loaded model can serve many people.
 
 When the model ships without a discriminator (inference weights only), FT falls back to the
@@ -26,7 +27,8 @@ from talking_heads.models import (AdaptedGenerator, FinetuneDiscriminator,
                                   ProjectionDiscriminator, TalkingHeadModel)
 from talking_heads.training.config import FinetuneConfig
 from talking_heads.training.steps import (Generated, StepLosses, StepParts, adversarial_step,
-                                          build_content_loss, resize_for_content)
+                                          build_content_loss, overlapped_step,
+                                          resize_for_content)
 
 Progress = Callable[[float, str], None]
 EarlyStop = Callable[[int, StepLosses], bool]
@@ -116,6 +118,14 @@ def finetune_amp(amp: str, device: torch.device) -> str:
     return "bf16" if render_precision(device) == "bf16" else "none"
 
 
+def finetune_overlap(overlap: bool | None, device: torch.device) -> bool:
+    """``FinetuneConfig.overlap`` resolved: None is on for a CPU with two or more torch
+    threads (``steps.overlapped_step``); True and False stand."""
+    if overlap is not None:
+        return overlap
+    return device.type == "cpu" and torch.get_num_threads() >= 2
+
+
 @functools.lru_cache(maxsize=2)
 def cached_content_loss(use_face: bool) -> torch.nn.Module:
     """L_CNT networks are loaded once per process (they are frozen and stateless)."""
@@ -185,12 +195,17 @@ def run_finetune(model: TalkingHeadModel, frames: torch.Tensor, landmarks: torch
         if held is not None:
             selector = HeldOutSelection(adapted, frames, landmarks, points.to(device), held)
             selector.check(0)
-    step_content = content
+    terms = [content]  # L_CNT, as one term or as its parts (summed)
     if pairs is not None and pairs.pool is not None and hasattr(content, "reference"):
         # The pool's real features, once: each step's L_CNT then runs the networks on x-hat only.
         references = content.reference(resize_for_content(pairs.pool.images, config.content_size))
-        step_content = lambda fake, real: content.terms_against(  # noqa: E731
-            fake, references.select(pairs.last_indices)).total
+        drawn_refs = lambda: references.select(pairs.last_indices)  # noqa: E731
+        terms = [lambda fake, real: content.vgg_term(fake, drawn_refs())]
+        if content.face is not None:
+            terms.append(lambda fake, real: content.face_term(fake, drawn_refs()))
+    step_content = terms[0] if len(terms) == 1 else \
+        (lambda fake, real: sum(term(fake, real) for term in terms))
+    overlap = finetune_overlap(config.overlap, device) and (judge is not None or len(terms) > 1)
     for step in range(steps):
         if pairs is not None:
             drawn = pairs.draw(batch)
@@ -201,8 +216,12 @@ def run_finetune(model: TalkingHeadModel, frames: torch.Tensor, landmarks: torch
             idx = torch.randperm(count, generator=generator)[:batch].to(device)
             real, y = frames[idx], landmarks[idx]
             step_batch[0] = (y,)
-        losses = adversarial_step(parts, real, y, step_content, weights,
-                                  config.d_steps, config.content_size, amp)
+        if overlap:
+            losses = overlapped_step(parts, real, y, terms, weights, config.d_steps,
+                                     config.content_size, amp)
+        else:
+            losses = adversarial_step(parts, real, y, step_content, weights,
+                                      config.d_steps, config.content_size, amp)
         history.append(losses)
         report((step + 1) / steps, f"fine-tuning step {step + 1}/{steps}: "
                                    f"content {losses.content:.3f}")

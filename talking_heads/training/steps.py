@@ -15,8 +15,9 @@ Losses come back as a ``StepLosses`` value (floats), never a string-keyed dict.
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass, fields
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +25,12 @@ from torch import nn
 
 from talking_heads.losses import (LossWeights, adversarial_loss, feature_matching_loss,
                                   hinge_discriminator_loss)
+from talking_heads.compute_thread import SingleThread
 from talking_heads.models import DiscriminatorOutput
 
 JudgeFn = Callable[[torch.Tensor, torch.Tensor], DiscriminatorOutput]
+ContentTerm = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x-hat, x) -> weighted
+SIDE = SingleThread("talking-heads-step-side")  # the second thread of ``overlapped_step``
 
 
 @dataclass
@@ -123,18 +127,10 @@ def adversarial_step(parts: StepParts, real: torch.Tensor, landmarks: torch.Tens
                            resize_for_content(real, content_size))
         total = loss_cnt
         if parts.judge is not None:
-            # One forward for both halves (D treats samples independently): at FT's batch of
-            # one, D's cost is mostly per call (its spectrally normalised weights), not per
-            # sample. The real half only supplies feature-matching targets (detached there).
-            judged = parts.judge(torch.cat([fake, real]), torch.cat([landmarks, landmarks]))
-            fake_score = judged.score.chunk(2)[0]
-            fake_features, real_features = zip(*(f.chunk(2) for f in judged.features))
-            loss_adv = adversarial_loss(fake_score)
-            loss_fm = weights.feature_matching * feature_matching_loss(
-                list(real_features), list(fake_features))
-            total = total + weights.adversarial * loss_adv + loss_fm
-            out.adversarial = float(weights.adversarial * loss_adv.detach())
-            out.feature_matching = float(loss_fm.detach())
+            loss_adv, loss_fm = generator_adversarial_terms(parts.judge, fake, real, landmarks,
+                                                            weights)
+            total = total + loss_adv + loss_fm
+            out.adversarial, out.feature_matching = float(loss_adv.detach()), float(loss_fm.detach())
         if generated.embedding_match is not None:
             total = total + generated.embedding_match
             out.embedding_match = float(generated.embedding_match.detach())
@@ -144,13 +140,38 @@ def adversarial_step(parts: StepParts, real: torch.Tensor, landmarks: torch.Tens
     set_requires_grad(parts.disc_params, True)
     out.content, out.generator = float(loss_cnt.detach()), float(total.detach())
 
+    update_discriminator(parts, real, fake.detach(), landmarks, weights, d_steps, amp, out)
+    return out
+
+
+def generator_adversarial_terms(judge: JudgeFn, fake: torch.Tensor, real: torch.Tensor,
+                                landmarks: torch.Tensor,
+                                weights: LossWeights) -> tuple[torch.Tensor, torch.Tensor]:
+    """The generator's weighted L_ADV and L_FM from D's judgement of x-hat.
+
+    One forward for both halves (D treats samples independently): at FT's batch of one, D's
+    cost is mostly per call (its spectrally normalised weights), not per sample. The real
+    half only supplies feature-matching targets (detached there)."""
+    judged = judge(torch.cat([fake, real]), torch.cat([landmarks, landmarks]))
+    fake_score = judged.score.chunk(2)[0]
+    fake_features, real_features = zip(*(f.chunk(2) for f in judged.features))
+    loss_fm = weights.feature_matching * feature_matching_loss(list(real_features),
+                                                               list(fake_features))
+    return weights.adversarial * adversarial_loss(fake_score), loss_fm
+
+
+def update_discriminator(parts: StepParts, real: torch.Tensor, fake: torch.Tensor,
+                         landmarks: torch.Tensor, weights: LossWeights, d_steps: int, amp: str,
+                         out: StepLosses) -> None:
+    """``d_steps`` hinge updates of D on (x, y) against (x-hat, y), x-hat detached; the D
+    fields of ``out`` are filled. Nothing happens for content-only fine-tuning."""
     if parts.discriminate is None or parts.opt_d is None or d_steps == 0:
-        return out
-    fake = fake.detach()
+        return
+    set_requires_grad(parts.disc_params, True)
     pair_x = torch.cat([real, fake])            # (2B, 3, H, W): one forward for real and fake
     pair_y = torch.cat([landmarks, landmarks])  # (2B, 3, H, W)
     for _ in range(d_steps):
-        with autocast():
+        with autocast_context(amp, real.device):
             judged = parts.discriminate(pair_x, pair_y)
             real_score, fake_score = judged.score.float().chunk(2)
             loss_d = hinge_discriminator_loss(real_score, fake_score)
@@ -167,4 +188,99 @@ def adversarial_step(parts: StepParts, real: torch.Tensor, landmarks: torch.Tens
     out.disc_fake = float(F.relu(1.0 + fake_score.detach()).mean())
     out.discriminator = float(loss_d.detach()) - (0.0 if match_w is None else float(match_w.detach()))
     out.embedding_match_w = 0.0 if match_w is None else float(match_w.detach())
+
+
+def overlapped_step(parts: StepParts, real: torch.Tensor, landmarks: torch.Tensor,
+                    terms: Sequence[ContentTerm], weights: LossWeights, d_steps: int,
+                    content_size: int | None, amp: str = "none") -> StepLosses:
+    """``adversarial_step`` with its independent parts on two threads, each with half of
+    torch's intra-op threads. ``terms`` are the parts of L_CNT (their sum is the content loss).
+
+    At fine-tuning's batch of one, a kernel is too small to keep two cores busy, but the
+    step's parts need not wait for each other: the loss branches read x-hat through detached
+    leaves, so their backward passes stop there, and G and D share no parameters.
+
+    - this thread: G forward (all threads), then ``terms[0]``, then D's update once D's
+      judgement of x-hat (which reads D's weights) is done;
+    - the second thread: D's judgement, ``terms[1:]``, then G's backward from the summed
+      gradients at x-hat and G's optimiser step.
+
+    The updates are the serial step's (equal up to the order of float additions; tested in
+    float64). On 2 cores it cut a warp FT step from about 0.42 to 0.28 s."""
+    if not terms:
+        raise ValueError("overlapped_step needs at least one content term")
+    out = StepLosses()
+    threads = torch.get_num_threads()
+    set_requires_grad(parts.disc_params, False)  # D gets no gradient from the G objective
+    with autocast_context(amp, real.device):
+        generated = parts.generate()
+        fake = generated.image
+        small = resize_for_content(fake, content_size)
+    real_small = resize_for_content(real, content_size)
+    fake_leaf = fake.detach().requires_grad_()
+    small_leaf = fake_leaf if small is fake else small.detach().requires_grad_()
+    values: dict[str, torch.Tensor] = {}
+    grads: dict[str, torch.Tensor] = {}
+    judged, first_done = threading.Event(), threading.Event()
+
+    def term_gradient(term: ContentTerm, name: str) -> torch.Tensor:
+        with autocast_context(amp, real.device):
+            loss = term(small_leaf, real_small)
+        values[name] = loss.detach()
+        return torch.autograd.grad(loss.float(), small_leaf)[0]
+
+    def side() -> None:
+        torch.set_num_threads(max(1, threads - threads // 2))
+        try:
+            if parts.judge is not None:
+                with autocast_context(amp, real.device):
+                    loss_adv, loss_fm = generator_adversarial_terms(parts.judge, fake_leaf, real,
+                                                                    landmarks, weights)
+                values["adversarial"], values["fm"] = loss_adv.detach(), loss_fm.detach()
+                grads["judge"] = torch.autograd.grad((loss_adv + loss_fm).float(), fake_leaf)[0]
+        finally:
+            judged.set()
+        rest = [term_gradient(term, f"term{i}") for i, term in enumerate(terms[1:], 1)]
+        first_done.wait()
+        if "term0" not in grads:
+            return  # this thread's part failed; it raises the error
+        content_grad = grads["term0"] + sum(rest) if rest else grads["term0"]
+        outputs, seeds = [], []
+        if small is fake:
+            outputs.append(fake)
+            seeds.append(content_grad + grads["judge"] if "judge" in grads else content_grad)
+        else:
+            outputs += [small] + ([fake] if "judge" in grads else [])
+            seeds += [content_grad] + ([grads["judge"]] if "judge" in grads else [])
+        if generated.embedding_match is not None:
+            outputs.append(generated.embedding_match.float())
+            seeds.append(torch.ones_like(outputs[-1]))
+        parts.opt_g.zero_grad(set_to_none=True)
+        torch.autograd.backward(outputs, seeds)
+        parts.opt_g.step()
+
+    torch.set_num_threads(max(1, threads // 2))
+    future = SIDE.submit(side)
+    try:
+        try:
+            grads["term0"] = term_gradient(terms[0], "term0")
+        finally:
+            first_done.set()
+        judged.wait()
+        if "adversarial" in values:
+            update_discriminator(parts, real, fake_leaf.detach(), landmarks, weights, d_steps,
+                                 amp, out)
+    finally:
+        error = future.exception()  # waits for the second thread
+        torch.set_num_threads(threads)
+        set_requires_grad(parts.disc_params, True)
+    if error is not None:
+        raise error
+    out.content = float(sum(values[f"term{i}"] for i in range(len(terms))))
+    out.adversarial = float(values.get("adversarial", torch.zeros(())))
+    out.feature_matching = float(values.get("fm", torch.zeros(())))
+    if generated.embedding_match is not None:
+        out.embedding_match = float(generated.embedding_match.detach())
+    out.generator = (out.content + out.adversarial + out.feature_matching
+                     + out.embedding_match)
     return out
