@@ -27,8 +27,7 @@ from talking_heads.landmarks.detector import get_detector
 from talking_heads.landmarks.rasterize import rasterize
 from talking_heads.models import ProjectionDiscriminator
 from talking_heads.training.config import FinetuneConfig
-from talking_heads.training.finetune import (cached_content_loss, finetune_amp, finetune_overlap,
-                                             run_finetune)
+from talking_heads.training.finetune import finetune_amp, finetune_overlap, run_finetune
 from talking_heads.video import iter_frames
 
 CLIP = "clips/dpe__s.mp4"  # dev split, 256x256
@@ -49,14 +48,14 @@ def real_crops(path: Path, count: int, size: int) -> tuple[torch.Tensor, ...]:
             torch.from_numpy(in_crop.astype(np.float32)))
 
 
-def time_finetune(model, discriminator, x, y, points, steps: int, content,
+def time_finetune(model, discriminator, x, y, points, steps: int,
                   config) -> tuple[float, list[float]]:
-    """Wall seconds of ``steps`` FT steps (after a one-step warm-up run) and each step's
-    seconds (from the progress callback, which ``run_finetune`` calls after every step)."""
-    run_finetune(model, x, y, 1, discriminator=discriminator, content=content, points=points,
-                 config=config)
+    """Wall seconds of ``steps`` FT steps (after a one-step warm-up run, which also loads
+    L_CNT's networks as the app does) and each step's seconds (from the progress callback,
+    which ``run_finetune`` calls after every step)."""
+    run_finetune(model, x, y, 1, discriminator=discriminator, points=points, config=config)
     marks = [time.perf_counter()]
-    result = run_finetune(model, x, y, steps, discriminator=discriminator, content=content,
+    result = run_finetune(model, x, y, steps, discriminator=discriminator,
                           points=points, config=config,
                           progress=lambda fraction, message: marks.append(time.perf_counter()))
     seconds = time.perf_counter() - marks[0]
@@ -88,13 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     config = FinetuneConfig.for_model(model.config)  # what the app uses for this design
     if args.overlap != "auto":
         config = dataclasses.replace(config, overlap=args.overlap == "on")
-    content = cached_content_loss(config.content_face)
     measured = args.measure_steps or args.steps
     seconds, steps_median = {}, {}
     for t in args.shots:
         x, y, points = real_crops(args.data / CLIP, t, model.config.image_size)
         seconds[t], per_step = time_finetune(model, discriminator, x, y, points, measured,
-                                             content, config)
+                                             config)
         steps_median[t] = float(np.median(per_step))
     write_result(args.out, {
         "benchmark": "finetune", "config": model.config.name,

@@ -74,7 +74,9 @@ class ContentLoss(nn.Module):
 
     @torch.no_grad()
     def reference(self, x: torch.Tensor) -> ContentReference:
-        """The real images' features (computed once; fine-tuning reuses them every step)."""
+        """The real images' features (computed once; fine-tuning reuses them every step), in
+        the networks' dtype."""
+        x = x.to(next(self.vgg.parameters()).dtype)
         return ContentReference(vgg=self.vgg(x),
                                 face=self.face(x)[0] if self.face is not None else [],
                                 shape=tuple(x.shape))
