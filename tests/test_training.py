@@ -26,7 +26,7 @@ from talking_heads.training.checkpoint import (DISCRIMINATOR_NAME, atomic_write,
                                                load_discriminator, load_training_state,
                                                save_training_state)
 from talking_heads.training.config import FinetuneConfig, TrainConfig
-from talking_heads.training.finetune import PlateauStop, finetune_overlap, run_finetune
+from talking_heads.training.finetune import PlateauStop, adam, finetune_overlap, run_finetune
 from talking_heads.training import distributed
 from talking_heads.training.meta_train import EpisodeGenerator, MetaTrainer, open_datasets, run
 from talking_heads.training.monitor import JsonlLog
@@ -194,6 +194,23 @@ def test_the_overlapped_step_raises_what_a_thread_raised():
         assert all(p.requires_grad for p in judge.parameters())
     assert overlapped_step(parts, real, y, [lambda f, r: f.mean()], LossWeights(), 1,
                            None).disc_real >= 0  # the threads are free after the failures
+
+
+def test_fine_tuning_adam_is_fused_and_makes_adams_updates():
+    torch.manual_seed(0)
+    fused = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(7))]
+    plain = [torch.nn.Parameter(p.detach().clone()) for p in fused]
+    opt_fused = adam(fused, 1e-2, (0.0, 0.999))
+    opt_plain = torch.optim.Adam(plain, lr=1e-2, betas=(0.0, 0.999), foreach=False)
+    assert opt_fused.defaults["fused"]
+    for _ in range(3):
+        for a, b in zip(fused, plain):
+            a.grad = torch.randn_like(a)
+            b.grad = a.grad.clone()
+        opt_fused.step()
+        opt_plain.step()
+    for a, b in zip(fused, plain):
+        torch.testing.assert_close(a, b)
 
 
 def test_fine_tuning_overlaps_on_a_cpu_with_two_threads():
