@@ -204,3 +204,41 @@ def test_finetuning_mode_improves_on_feed_forward(shared_data, tmp_path):
     assert result.adaptation[(2, "ft")]["steps"] == 8
     # A few L1 steps on the person's own frames bring the output closer to the person.
     assert np.mean([s.psnr for s in ft]) > np.mean([s.psnr for s in ff]) + 1.0
+
+
+def test_pooling_clip_means_gives_frame_means(tmp_path):
+    """Reports of one protocol run in parts merge into frame-weighted means (LMK weighted by
+    the frames with a face found), and parts of different protocols are refused."""
+    import importlib.util
+
+    from talking_heads.evaluation.report import pool_clip_entries
+
+    def clip(name, frames, ssim, lmk, found):
+        return {"name": name, "results": {"T1": {"warp": {
+            "ssim": ssim, "psnr": 20.0, "perceptual": None, "csim": 0.9, "same_identity": 1.0,
+            "landmark_error": lmk, "face_found": found, "frames": frames}}}}
+
+    first, second = clip("a", 30, 0.5, 0.02, 1.0), clip("b", 10, 0.9, 0.06, 0.5)
+    pooled = pool_clip_entries([first, second])["T1"]["warp"]
+    assert pooled["ssim"] == pytest.approx((30 * 0.5 + 10 * 0.9) / 40)
+    assert pooled["landmark_error"] == pytest.approx((30 * 0.02 + 5 * 0.06) / 35)
+    assert pooled["perceptual"] is None and pooled["frames"] == 40 and pooled["clips"] == 2
+
+    spec = importlib.util.spec_from_file_location(
+        "merge_eval_reports", Path(__file__).resolve().parents[1] / "scripts" /
+        "merge_eval_reports.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    parts = [{"protocol": {"shots": [1], "skip": skip, "limit": 1}, "complete": True,
+              "clips": [c], "seconds": 1.0} for skip, c in ((0, first), (1, second))]
+    for i, part in enumerate(parts):
+        (tmp_path / f"{i}.json").write_text(json.dumps(part))
+    assert script.main([str(tmp_path / "0.json"), str(tmp_path / "1.json"),
+                        "--out", str(tmp_path / "m.json")]) == 0
+    merged = json.loads((tmp_path / "m.json").read_text())
+    assert [c["name"] for c in merged["clips"]] == ["a", "b"]
+    assert merged["aggregate"]["T1"]["warp"]["ssim"] == pytest.approx(pooled["ssim"])
+    parts[1]["protocol"]["shots"] = [8]
+    (tmp_path / "1.json").write_text(json.dumps(parts[1]))
+    assert script.main([str(tmp_path / "0.json"), str(tmp_path / "1.json"),
+                        "--out", str(tmp_path / "m.json")]) == 2

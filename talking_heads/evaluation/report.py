@@ -99,3 +99,41 @@ def format_table(table: dict) -> str:
                  else "-" for k, _, f in COLUMNS]
         lines.append("| " + " | ".join(["-", "real crop"] + cells) + " |")
     return "\n".join(lines)
+
+
+# Per-clip means are pooled back into frame means with these weights: every evaluated frame
+# (pixel metrics), or the frames with a face found in the output (the detector's metrics).
+_FACE_WEIGHTED = ("csim", "same_identity", "landmark_error")
+
+
+def pool_clip_entries(clips: list[dict]) -> dict:
+    """The ``aggregate`` table of reports' ``clips`` entries (several runs of one protocol,
+    e.g. split with ``--skip``/``--limit``), from their per-clip means: each weighted by its
+    frame count (the detector's metrics by the frames with a face found, which is exact for
+    LMK and, when every ground-truth frame has a face, for CSIM and ID%). FD-dlib needs the
+    frames' descriptors and is left out."""
+    table: dict = {}
+    sums: dict = {}
+    for clip in clips:
+        for t_key, methods in clip.get("results", {}).items():
+            for method, summary in methods.items():
+                cell = sums.setdefault((t_key, method), {"frames": 0, "clips": 0, "values": {}})
+                frames = summary["frames"]
+                cell["frames"] += frames
+                cell["clips"] += 1
+                for key, _, _ in COLUMNS:
+                    if key in ("frames", "fd_dlib"):
+                        continue
+                    total, weights = cell["values"].get(key, (0.0, 0.0))
+                    value = summary.get(key)
+                    if value is not None:  # None: no frame had this metric
+                        weight = frames * (summary.get("face_found") or 0.0) \
+                            if key in _FACE_WEIGHTED else frames
+                        total, weights = total + weight * value, weights + weight
+                    cell["values"][key] = (total, weights)
+    for (t_key, method), cell in sums.items():
+        summary = {key: (total / weights if weights else None)
+                   for key, (total, weights) in cell["values"].items()}
+        summary.update(frames=cell["frames"], clips=cell["clips"])
+        table.setdefault(t_key, {})[method] = summary
+    return table
