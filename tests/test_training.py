@@ -160,7 +160,8 @@ def test_the_overlapped_step_makes_the_serial_steps_updates(content_size, d_step
     e = torch.randn(1, cfg.embed_dim, dtype=torch.float64)
     terms = [lambda f, r: (f - r).abs().mean(), lambda f, r: 0.5 * (f - r).pow(2).mean()]
     weights = LossWeights()
-    serial, overlapped = _fine_tuning_parts(model, disc, e, y), _fine_tuning_parts(model, disc, e, y)
+    serial = _fine_tuning_parts(model, disc, e, y)
+    overlapped = _fine_tuning_parts(model, disc, e, y)
     for _ in range(2):
         a = adversarial_step(serial[2], real, y, lambda f, r: terms[0](f, r) + terms[1](f, r),
                              weights, d_steps, content_size)

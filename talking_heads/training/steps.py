@@ -130,7 +130,8 @@ def adversarial_step(parts: StepParts, real: torch.Tensor, landmarks: torch.Tens
             loss_adv, loss_fm = generator_adversarial_terms(
                 judge_pair(parts.judge, fake, real, landmarks), weights)
             total = total + loss_adv + loss_fm
-            out.adversarial, out.feature_matching = float(loss_adv.detach()), float(loss_fm.detach())
+            out.adversarial = float(loss_adv.detach())
+            out.feature_matching = float(loss_fm.detach())
         if generated.embedding_match is not None:
             total = total + generated.embedding_match
             out.embedding_match = float(generated.embedding_match.detach())
@@ -163,6 +164,20 @@ def generator_adversarial_terms(judged: DiscriminatorOutput,
     return weights.adversarial * adversarial_loss(fake_score), loss_fm
 
 
+def discriminator_objective(judged: DiscriminatorOutput, real_score: torch.Tensor,
+                            fake_score: torch.Tensor, weights: LossWeights
+                            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """D's loss: the hinge loss and, in meta-learning, W's share of L_MCH (paper eq. for L_MCH
+    over E and W; W is D's parameter, so its share is minimised in D's update, e_i fixed).
+    Returns the total and the weighted L_MCH (None in fine-tuning)."""
+    loss_d = hinge_discriminator_loss(real_score, fake_score)
+    match_w = None
+    if judged.embedding_match is not None:
+        match_w = weights.embedding_match * judged.embedding_match.float()
+        loss_d = loss_d + match_w
+    return loss_d, match_w
+
+
 def _record_discriminator(out: StepLosses, real_score: torch.Tensor, fake_score: torch.Tensor,
                           loss_d: torch.Tensor, match_w: torch.Tensor | None) -> None:
     out.disc_real = float(F.relu(1.0 - real_score.detach()).mean())
@@ -185,13 +200,7 @@ def update_discriminator(parts: StepParts, real: torch.Tensor, fake: torch.Tenso
         with autocast_context(amp, real.device):
             judged = parts.discriminate(pair_x, pair_y)
             real_score, fake_score = judged.score.float().chunk(2)
-            loss_d = hinge_discriminator_loss(real_score, fake_score)
-            # Meta-learning: W minimises L_MCH too (paper eq. for L_MCH over E and W); W is
-            # D's parameter, so its share of L_MCH is minimised in D's update, e_i fixed.
-            match_w = None
-            if judged.embedding_match is not None:
-                match_w = weights.embedding_match * judged.embedding_match.float()
-                loss_d = loss_d + match_w
+            loss_d, match_w = discriminator_objective(judged, real_score, fake_score, weights)
         parts.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         parts.opt_d.step()
@@ -262,11 +271,7 @@ def overlapped_step(parts: StepParts, real: torch.Tensor, landmarks: torch.Tenso
         remaining = d_steps
         if shared:  # D's first update from the judgement's forward
             fake_score, real_score = judged.score.float().chunk(2)
-            loss_d = hinge_discriminator_loss(real_score, fake_score)
-            match_w = None
-            if judged.embedding_match is not None:
-                match_w = weights.embedding_match * judged.embedding_match.float()
-                loss_d = loss_d + match_w
+            loss_d, match_w = discriminator_objective(judged, real_score, fake_score, weights)
             parts.opt_d.zero_grad(set_to_none=True)
             loss_d.backward(inputs=parts.disc_params)
             parts.opt_d.step()
