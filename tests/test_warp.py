@@ -274,7 +274,8 @@ def test_a_pooled_sampler_draws_only_pairs_made_once():
 
 def test_finetuning_from_a_feature_pool_with_a_frozen_encoder():
     """The pooled path of run_finetune: the content loss is given the pool's own features
-    (``terms_against``), and the frozen encoder is left exactly as it was."""
+    (``vgg_term``, computed once by ``reference``), and the frozen encoder is left exactly as it
+    was."""
     from talking_heads.training.config import FinetuneConfig
     from talking_heads.training.finetune import run_finetune
 
@@ -287,6 +288,7 @@ def test_finetuning_from_a_feature_pool_with_a_frozen_encoder():
                           config=config, content=content, points=points)
     assert result.steps == 3
     assert content.references == 1 and content.against == 3 and content.direct == 0
+    assert content.faces == 0  # no face network: no face term is built
     before = dict(model.generator.named_parameters())
     for name, p in result.generator.generator.named_parameters():
         if name.startswith("encoder."):
@@ -330,11 +332,14 @@ def test_finetuning_keeps_the_candidate_that_renders_the_held_out_photo_best():
 
 
 class ReferenceContent(torch.nn.Module):
-    """An L1 stand-in for L_CNT with ContentLoss's reference interface, counting its calls."""
+    """An L1 stand-in for L_CNT with ContentLoss's reference interface (no face network),
+    counting its calls."""
+
+    face = None
 
     def __init__(self) -> None:
         super().__init__()
-        self.references = self.against = self.direct = 0
+        self.references = self.against = self.direct = self.faces = 0
 
     def reference(self, x):
         from talking_heads.perceptual import ContentReference
@@ -342,12 +347,19 @@ class ReferenceContent(torch.nn.Module):
         self.references += 1
         return ContentReference(vgg=[x.detach().clone()], face=[], shape=tuple(x.shape))
 
+    def vgg_term(self, x_hat, reference):
+        self.against += 1
+        return (x_hat - reference.vgg[0]).abs().mean()
+
+    def face_term(self, x_hat, reference):
+        self.faces += 1
+        return x_hat.new_zeros(())
+
     def terms_against(self, x_hat, reference):
         from talking_heads.perceptual import ContentTerms
 
-        self.against += 1
-        return ContentTerms(vgg=(x_hat - reference.vgg[0]).abs().mean(),
-                            face=torch.zeros(()))
+        return ContentTerms(vgg=self.vgg_term(x_hat, reference),
+                            face=self.face_term(x_hat, reference))
 
     def forward(self, x_hat, x):
         self.direct += 1
