@@ -84,6 +84,8 @@ def _load_model(args: argparse.Namespace):
                              "configured); pass --checkpoint, or --random-init cpu to check "
                              "the machinery with untrained weights")
         args.checkpoint = str(source.directory)
+        # the report names the weights as the app does, not by this machine's path
+        args.model_label = source.label.removeprefix("weights: ")
     model = TalkingHeadModel.from_pretrained(args.checkpoint)
     discriminator = load_discriminator(args.checkpoint, model.config) if "ft" in args.mode \
         else None
@@ -118,7 +120,8 @@ def _protocol(args: argparse.Namespace, model, discriminator, ft_config, scorer,
             "limit": args.limit, "shots": args.shots,
             "frames": args.frames, "modes": args.mode, "ft_steps": args.ft_steps,
             "ft_config": ft_config.to_dict(), "detector": args.detector,
-            "model": args.checkpoint or f"random-init:{args.random_init}",
+            "model": getattr(args, "model_label", None) or args.checkpoint
+            or f"random-init:{args.random_init}",
             "model_config": model.config.to_dict(),
             "ft_discriminator": discriminator is not None, "device": device,
             "vgg": scorer.feature_net.name if scorer.feature_net else None,
