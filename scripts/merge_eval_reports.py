@@ -14,9 +14,11 @@ import json
 import sys
 from pathlib import Path
 
-from talking_heads.evaluation.report import format_table, pool_clip_entries
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-RANGE_KEYS = ("skip", "limit", "machine")  # may differ between parts
+from talking_heads.evaluation.report import format_table, pool_clip_entries  # noqa: E402
+
+RANGE_KEYS = ("skip", "limit", "machine", "merged_from")  # may differ between parts
 
 
 def merge(reports: list[dict]) -> dict:
