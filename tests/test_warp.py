@@ -355,12 +355,6 @@ class ReferenceContent(torch.nn.Module):
         self.faces += 1
         return x_hat.new_zeros(())
 
-    def terms_against(self, x_hat, reference):
-        from talking_heads.perceptual import ContentTerms
-
-        return ContentTerms(vgg=self.vgg_term(x_hat, reference),
-                            face=self.face_term(x_hat, reference))
-
     def forward(self, x_hat, x):
         self.direct += 1
         return (x_hat - x).abs().mean()
